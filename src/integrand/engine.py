@@ -1,0 +1,189 @@
+"""The single weighted-gradient loop every gradient method runs on.
+
+``Engine.gradients`` evaluates the target score and its gradient w.r.t. the inputs at a block
+of points, one chunk of ``chunk`` points per forward/backward. Callers reduce each chunk
+as it arrives (weighted sums, interval estimates), so gradients for all points never need
+to live in memory at once.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Mapping
+
+import torch
+
+from .errors import InputError, ModelError
+from .inputs import InputSet, call_model, gather_kwargs
+from .targets import Target, select
+
+DEFAULT_MEMORY_FRACTION = 0.25
+"""Share of currently available memory (host RAM, or free GPU memory) used when no budget is given."""
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes currently free on ``device`` (host RAM for CPU)."""
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+    return int(pages * os.sysconf("SC_PAGE_SIZE")) if pages else 8 << 30
+
+
+def default_memory_budget(device: torch.device) -> int:
+    return int(available_memory(device) * DEFAULT_MEMORY_FRACTION)
+
+
+def _parameter_storages(model: Any) -> set[int]:
+    if isinstance(model, torch.nn.Module):
+        return {p.untyped_storage().data_ptr() for p in model.parameters()} | {
+            b.untyped_storage().data_ptr() for b in model.buffers()
+        }
+    return set()
+
+
+@dataclass(frozen=True)
+class Probe:
+    """The model output at the inputs, and the autograd memory one point costs."""
+
+    output: torch.Tensor
+    bytes_per_point: int
+
+
+def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[str, Any] | None) -> Probe:
+    """Forward the inputs with autograd on, counting the bytes autograd saves per example."""
+    shared = _parameter_storages(model)
+    seen: set[int] = set()
+    saved = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in shared and ptr not in seen:
+            seen.add(ptr)
+            saved += t.untyped_storage().nbytes()
+        return t
+
+    leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.tensors.items()}
+    example = torch.arange(inputs.batch, device=inputs.device)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        output = call_model(model, inputs, leaves, gather_kwargs(forward_kwargs, inputs.batch, example))
+    # Inputs, their gradients and the output count too; autograd buffers roughly double at backward.
+    per_point = 2 * saved // inputs.batch + 3 * sum(inputs.sizes()) * inputs.tensors[inputs.names[0]].element_size()
+    return Probe(output=output.detach(), bytes_per_point=max(1, per_point))
+
+
+def chunk_size(batch_size: int | None, memory_budget: int | None, bytes_per_point: int, device: torch.device) -> int:
+    """Points per forward/backward: ``batch_size`` if given, else what fits the memory budget."""
+    if batch_size is not None:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InputError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
+        return batch_size
+    if memory_budget is not None:
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, int) or memory_budget < 1:
+            raise InputError("memory_budget", f"expected a positive number of bytes, got {memory_budget!r}")
+        budget = memory_budget
+    else:
+        budget = default_memory_budget(device)
+    return max(1, budget // bytes_per_point)
+
+
+@dataclass(frozen=True)
+class GradientBlock:
+    """Scores and input gradients at a chunk of points; ``example`` maps each point to its example."""
+
+    example: torch.Tensor
+    alpha: torch.Tensor | None
+    scores: torch.Tensor
+    grads: dict[str, torch.Tensor]
+
+
+class Engine:
+    """Evaluates ``target(model(points))`` and its input gradients, chunk by chunk."""
+
+    def __init__(
+        self,
+        model: Callable[..., Any],
+        inputs: InputSet,
+        target: Target,
+        forward_kwargs: Mapping[str, Any] | None,
+        chunk: int,
+    ) -> None:
+        self.model = model
+        self.inputs = inputs
+        self.target = target
+        self.forward_kwargs = forward_kwargs
+        self.chunk = chunk
+        self.evaluations = 0
+
+    def scores(self, tensors: Mapping[str, torch.Tensor], example: torch.Tensor) -> torch.Tensor:
+        """Target scores at points, without gradients."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, example.shape[0], self.chunk):
+                rows = slice(start, start + self.chunk)
+                ex = example[rows]
+                output = self._forward({k: v[rows] for k, v in tensors.items()}, ex)
+                out.append(self._score(output, ex))
+        return torch.cat(out)
+
+    def gradients(self, tensors: Mapping[str, torch.Tensor], example: torch.Tensor) -> GradientBlock:
+        """Scores and gradients at the given points (one chunk; callers split larger sets)."""
+        leaves = {k: v.detach().requires_grad_(True) for k, v in tensors.items()}
+        with torch.enable_grad():
+            output = self._forward(leaves, example)
+            scores = self._score(output, example)
+            if not scores.requires_grad:
+                raise ModelError("model", "the target score does not depend on the inputs (no gradient path)")
+            grads = torch.autograd.grad(scores.sum(), list(leaves.values()), allow_unused=True)
+        if all(g is None for g in grads):
+            raise ModelError("model", "the target score does not depend on the inputs (no gradient path)")
+        self.evaluations += example.shape[0]
+        return GradientBlock(
+            example=example,
+            alpha=None,
+            scores=scores.detach(),
+            grads={k: (torch.zeros_like(v) if g is None else g) for (k, v), g in zip(leaves.items(), grads)},
+        )
+
+    def line(
+        self, baselines: Mapping[str, torch.Tensor], example: torch.Tensor, alpha: torch.Tensor
+    ) -> Iterator[GradientBlock]:
+        """Gradients at ``baseline + alpha * (input - baseline)`` for each (example, alpha) pair, chunked."""
+        for start in range(0, example.shape[0], self.chunk):
+            ex = example[start : start + self.chunk]
+            a = alpha[start : start + self.chunk]
+            points = {}
+            for name, x in self.inputs.tensors.items():
+                base = baselines[name][ex]
+                shape = (-1,) + (1,) * (x.dim() - 1)
+                points[name] = base + a.view(shape) * (x[ex] - base)
+            block = self.gradients(points, ex)
+            yield GradientBlock(example=ex, alpha=a, scores=block.scores, grads=block.grads)
+
+    def _forward(self, tensors: Mapping[str, torch.Tensor], example: torch.Tensor) -> torch.Tensor:
+        kwargs = gather_kwargs(self.forward_kwargs, self.inputs.batch, example)
+        output = call_model(self.model, self.inputs, tensors, kwargs)
+        if output.dim() < 1 or output.shape[0] != example.shape[0]:
+            raise ModelError(
+                "model", f"expected an output with batch dim {example.shape[0]} first, got shape {tuple(output.shape)}"
+            )
+        return output
+
+    def _score(self, output: torch.Tensor, example: torch.Tensor) -> torch.Tensor:
+        if not bool(torch.isfinite(output).all()):
+            bad = sorted({int(e) for e in example[~torch.isfinite(output.reshape(output.shape[0], -1)).all(dim=1)]})
+            raise ModelError("model", f"the model output is NaN or Inf along the path for examples {bad}")
+        scores = select(self.target, example)(output)
+        if not isinstance(scores, torch.Tensor) or scores.shape != (example.shape[0],):
+            shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+            raise InputError("target", f"the target must return one score per row, shape ({example.shape[0]},); got {shape}")
+        return scores

@@ -1,0 +1,41 @@
+"""The one exception family of integrand; every error names the argument at fault."""
+
+from __future__ import annotations
+
+
+class IntegrandError(Exception):
+    """Base class of every error raised by integrand."""
+
+
+class InputError(IntegrandError, ValueError):
+    """An argument has the wrong type, shape, dtype or value.
+
+    ``argument`` names the offending argument so callers and tests can match on it.
+    """
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")
+
+
+class ModelError(IntegrandError, RuntimeError):
+    """The model misbehaved: no gradient path, wrong output shape, NaN/Inf along the path."""
+
+    def __init__(self, argument: str, message: str) -> None:
+        self.argument = argument
+        super().__init__(f"{argument}: {message}")
+
+
+class MissingExtraError(IntegrandError, ImportError):
+    """An optional dependency is missing; the message names the pip extra to install."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        self.module = module
+        self.extra = extra
+        super().__init__(
+            f"this feature needs the optional package {module!r}: pip install 'integrand[{extra}]'"
+        )
+
+
+class ConvergenceWarning(UserWarning):
+    """Error-controlled integration reached ``max_steps`` before meeting ``tol``."""

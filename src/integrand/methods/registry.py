@@ -1,0 +1,54 @@
+"""The explicit method registry: ``register`` a function once, look it up by name."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import InputError
+from ..result import Attribution
+
+MethodFn = Callable[..., Attribution]
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    """A registered method: its function, a one-line summary and its keyword parameters with defaults."""
+
+    name: str
+    fn: MethodFn
+    summary: str
+    params: dict[str, Any]
+
+
+class Registry:
+    """Name -> method. Instances are built explicitly; nothing registers itself on import."""
+
+    def __init__(self) -> None:
+        self._methods: dict[str, MethodInfo] = {}
+
+    def register(self, name: str, fn: MethodFn) -> None:
+        if name in self._methods:
+            raise InputError("name", f"method {name!r} is already registered")
+        doc = (inspect.getdoc(fn) or "").strip().splitlines()
+        params = {
+            p.name: (None if p.default is inspect.Parameter.empty else p.default)
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+        self._methods[name] = MethodInfo(name=name, fn=fn, summary=doc[0] if doc else "", params=params)
+
+    def get(self, name: str) -> MethodInfo:
+        if name not in self._methods:
+            close = difflib.get_close_matches(name, list(self._methods), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise InputError("method", f"unknown method {name!r}; valid methods: {', '.join(sorted(self._methods))}.{hint}")
+        return self._methods[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._methods)
+
+    def infos(self) -> list[MethodInfo]:
+        return [self._methods[n] for n in self.names()]

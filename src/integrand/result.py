@@ -1,0 +1,132 @@
+"""The ``Attribution`` result: values plus everything needed to trust and reproduce them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping, Union
+
+import torch
+
+from .errors import InputError
+
+FORMAT_VERSION = 1
+TensorOrDict = Union[torch.Tensor, dict[str, torch.Tensor]]
+
+
+def _flat_sum(values: TensorOrDict) -> torch.Tensor:
+    parts = values.values() if isinstance(values, dict) else [values]
+    return sum(v.reshape(v.shape[0], -1).sum(dim=1) for v in parts)  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Attribution of one batch of examples.
+
+    ``delta`` is the completeness error ``(score_input - score_baseline) - sum(values)``
+    for path methods (``None`` for methods without a completeness property).
+    """
+
+    values: TensorOrDict
+    inputs: TensorOrDict
+    baseline: TensorOrDict | None
+    score_input: torch.Tensor
+    score_baseline: torch.Tensor | None
+    delta: torch.Tensor | None
+    steps: torch.Tensor
+    converged: torch.Tensor
+    method: str
+    params: dict[str, Any] = field(default_factory=dict)
+    quadrature_error: torch.Tensor | None = None
+    labels: dict[str, list[str]] | None = None
+
+    @property
+    def relative_error(self) -> torch.Tensor | None:
+        """``|delta| / |score_input - score_baseline|`` per example."""
+        if self.delta is None or self.score_baseline is None:
+            return None
+        scale = (self.score_input - self.score_baseline).abs().clamp_min(torch.finfo(self.delta.dtype).tiny)
+        return self.delta.abs() / scale
+
+    @property
+    def batch(self) -> int:
+        return int(self.score_input.shape[0])
+
+    def total(self) -> torch.Tensor:
+        """Sum of the attributions of each example."""
+        return _flat_sum(self.values)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.safetensors`` file: tensors plus JSON metadata (never pickle)."""
+        from safetensors.torch import save_file
+
+        tensors: dict[str, torch.Tensor] = {}
+        kinds: dict[str, str] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                tensors[f.name] = value.detach().cpu().contiguous()
+                kinds[f.name] = "tensor"
+            elif isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
+                for k, v in value.items():
+                    tensors[f"{f.name}/{k}"] = v.detach().cpu().contiguous()
+                kinds[f.name] = "dict:" + json.dumps(list(value))
+        meta = {
+            "format": "integrand.Attribution",
+            "version": FORMAT_VERSION,
+            "kinds": kinds,
+            "method": self.method,
+            "params": self.params,
+            "labels": self.labels,
+        }
+        path = Path(path)
+        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Attribution":
+        """Read a file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:  # type: ignore[no-untyped-call]
+            raw = (fh.metadata() or {}).get("integrand")
+            if raw is None:
+                raise InputError("path", f"{path} is not an integrand result file")
+            meta = json.loads(raw)
+            if meta.get("format") != "integrand.Attribution":
+                raise InputError("path", f"{path} holds {meta.get('format')!r}, not an Attribution")
+            if meta.get("version") != FORMAT_VERSION:
+                raise InputError(
+                    "path", f"{path} has format version {meta.get('version')}; this integrand reads {FORMAT_VERSION}"
+                )
+            stored = {k: fh.get_tensor(k) for k in fh.keys()}
+        kwargs: dict[str, Any] = {"method": meta["method"], "params": meta["params"], "labels": meta["labels"]}
+        for name, kind in meta["kinds"].items():
+            if kind == "tensor":
+                kwargs[name] = stored[name]
+            else:
+                kwargs[name] = {k: stored[f"{name}/{k}"] for k in json.loads(kind[len("dict:") :])}
+        for f in fields(cls):
+            kwargs.setdefault(f.name, None)
+        return cls(**kwargs)
+
+    def to_html(self, *, title: str | None = None) -> str:
+        """A self-contained HTML view (heatmap for image-shaped inputs, a table otherwise)."""
+        from .viz.html import attribution_html
+
+        return attribution_html(self, title=title)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def summary(self) -> Mapping[str, Any]:
+        """Per-example numbers as plain Python lists (for printing and JSON)."""
+        rel = self.relative_error
+        return {
+            "method": self.method,
+            "score_input": self.score_input.tolist(),
+            "relative_error": None if rel is None else rel.tolist(),
+            "steps": self.steps.tolist(),
+            "converged": self.converged.tolist(),
+        }

@@ -1,0 +1,1 @@
+"""Views of results: HTML (no heavy dependencies), terminal (rich) and matplotlib (lazy)."""
