@@ -1,0 +1,39 @@
+"""The demo: each section trains or loads a default model, explains it, and returns an HTML fragment.
+
+A section is a module of this package with ``TITLE`` and ``run(out: Path) -> str``; SECTIONS lists them in order.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import InputError
+from ..viz.html import STYLE
+
+SECTIONS: tuple[str, ...] = ("image",)
+
+
+def run_demo(out: Path, sections: Sequence[str] | None = None) -> Path:
+    """Run the chosen sections (all by default) and write ``out/report.html``."""
+    chosen = list(SECTIONS if not sections else sections)
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise InputError("sections", f"unknown demo sections {unknown}; expected some of {list(SECTIONS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    fragments = []
+    for name in chosen:
+        module = importlib.import_module(f"{__name__}.{name}")
+        start = time.perf_counter()
+        print(f"== {module.TITLE}")
+        fragments.append(f"<section><h1>{module.TITLE}</h1>{module.run(out)}</section>")
+        print(f"   ({time.perf_counter() - start:.1f} s)")
+    report = out / "report.html"
+    report.write_text(
+        f"<!doctype html><html><head><meta charset='utf-8'><title>integrand demo</title>{STYLE}</head>"
+        f"<body>{''.join(fragments)}</body></html>",
+        encoding="utf-8",
+    )
+    return report
