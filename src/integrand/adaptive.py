@@ -4,7 +4,8 @@ Each example keeps its own set of intervals of [0, 1]. An interval holds the int
 (gradient times input - baseline) at five nodes, which give a coarse Simpson estimate on
 the whole interval and a fine one on its halves. Two error indicators drive refinement:
 
-* the per-feature quadrature error ``|fine - coarse|`` (an over-estimate of the fine error),
+* the per-feature quadrature error ``fine - coarse`` (an over-estimate of the fine error; summed
+  with signs over intervals it compares the two composite rules, the global per-feature estimate),
 * the local completeness residual ``F(b) - F(a) - sum(fine)``, exact information since
   the forward pass gives F at every node for free.
 
@@ -41,7 +42,8 @@ class _Interval:
         h = self.b - self.a
         coarse = h * torch.einsum("n,nd->d", self.values.new_tensor(_COARSE), self.values)
         self.fine = h * torch.einsum("n,nd->d", self.values.new_tensor(_FINE), self.values)
-        self.error = (self.fine - coarse).abs()
+        self.signed_error = self.fine - coarse
+        self.error = self.signed_error.abs()
         self.residual = float(self.scores[-1] - self.scores[0] - self.fine.sum())
         self.indicator = max(float(self.error.max()), abs(self.residual))
 
@@ -65,6 +67,16 @@ class AdaptiveResult:
     steps: torch.Tensor  # [batch]
     converged: torch.Tensor  # [batch] bool
     quadrature_error: torch.Tensor  # [batch]: max over features of the summed error, relative
+
+
+def _feature_error(parts: list[_Interval]) -> torch.Tensor:
+    """Largest per-feature gap between the composite fine and coarse rules.
+
+    This estimates the error of the coarse rule, so it over-estimates the error of the fine
+    estimate that is returned; signs are kept so that errors of opposite sign in different
+    intervals cancel as they do in the integral.
+    """
+    return torch.stack([p.signed_error for p in parts]).sum(dim=0).abs().max()
 
 
 def _evaluate(
@@ -108,7 +120,7 @@ def integrate(
         plan: list[tuple[int, list[int]]] = []
         for b in active:
             parts = intervals[b]
-            feature_error = float(torch.stack([p.error for p in parts]).sum(dim=0).max())
+            feature_error = float(_feature_error(parts))
             estimate = sum(float(p.fine.sum()) for p in parts)
             completeness = abs(float(total[b]) - estimate)
             if feature_error <= budget[b] and completeness <= budget[b]:
@@ -139,7 +151,7 @@ def integrate(
         active = [b for b, _ in plan]
     out = torch.stack([torch.stack([p.fine for p in parts]).sum(dim=0) for parts in intervals])
     scale = (total.abs().double() + atol).clamp_min(torch.finfo(torch.float64).tiny)
-    feature_error = torch.stack([torch.stack([p.error for p in parts]).sum(dim=0).max() for parts in intervals])
+    feature_error = torch.stack([_feature_error(parts) for parts in intervals])
     return AdaptiveResult(
         values=out,
         steps=torch.tensor(steps),
