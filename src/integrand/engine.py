@@ -21,6 +21,11 @@ from .targets import Target, select
 DEFAULT_MEMORY_FRACTION = 0.25
 """Share of currently available memory (host RAM, or free GPU memory) used when no budget is given."""
 
+CPU_CHUNK_BYTES = 8 << 20
+"""On CPU, chunks whose autograd memory stays near cache size run fastest (measured in bench/RESULTS.md);
+larger chunks only add memory traffic. At least CPU_MIN_CHUNK points still go together."""
+CPU_MIN_CHUNK = 8
+
 
 def available_memory(device: torch.device) -> int:
     """Bytes currently free on ``device`` (host RAM for CPU)."""
@@ -93,7 +98,10 @@ def chunk_size(batch_size: int | None, memory_budget: int | None, bytes_per_poin
         budget = memory_budget
     else:
         budget = default_memory_budget(device)
-    return max(1, budget // bytes_per_point)
+    fits = max(1, budget // bytes_per_point)
+    if device.type == "cpu":
+        return min(fits, max(CPU_MIN_CHUNK, CPU_CHUNK_BYTES // bytes_per_point))
+    return fits
 
 
 @dataclass(frozen=True)
