@@ -7,13 +7,23 @@ from typing import Any, Callable
 from ..inputs import Inputs
 from ..result import Attribution
 from ..targets import TargetSpec
+from .c_lime import c_lime
+from .feature_ablation import feature_ablation
 from .integrated_gradients import integrated_gradients
+from .kernel_shap import kernel_shap
+from .lime import lime
+from .occlusion import occlusion
 from .registry import MethodInfo, Registry
 
 
 def _build_registry() -> Registry:
     registry = Registry()
     registry.register("integrated_gradients", integrated_gradients)
+    registry.register("occlusion", occlusion)
+    registry.register("feature_ablation", feature_ablation)
+    registry.register("lime", lime)
+    registry.register("c_lime", c_lime)
+    registry.register("kernel_shap", kernel_shap)
     return registry
 
 
@@ -33,4 +43,7 @@ def attribute(
     return info.fn(model, inputs, target, **params)
 
 
-__all__ = ["REGISTRY", "attribute", "integrated_gradients", "methods", "MethodInfo", "Registry"]
+__all__ = [
+    "REGISTRY", "attribute", "c_lime", "feature_ablation", "integrated_gradients", "kernel_shap", "lime", "methods",
+    "MethodInfo", "occlusion", "Registry",
+]
