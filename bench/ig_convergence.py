@@ -52,7 +52,9 @@ def timed(fn: Callable[[], Any], repeat: int = 3) -> tuple[Any, float]:
 
 def captum_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> dict[str, float]:
     ig = IntegratedGradients(model)
-    attr, seconds = timed(lambda: ig.attribute(x, target=y, n_steps=steps, method="gausslegendre", internal_batch_size=512))
+    attr, seconds = timed(
+        lambda: ig.attribute(x, target=y, n_steps=steps, method="gausslegendre", internal_batch_size=512)
+    )
     err = rel_error(model, x, y, attr)
     return {"evals": float(steps), "seconds": seconds, "mean_err": float(err.mean()), "max_err": float(err.max())}
 
@@ -60,15 +62,22 @@ def captum_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -
 def ours_row(model: nn.Module, x: torch.Tensor, y: torch.Tensor, **kw: Any) -> dict[str, float]:
     res, seconds = timed(lambda: integrand.integrated_gradients(model, x, target=y, batch_size=512, **kw))
     err = res.relative_error
-    return {"evals": float(res.steps.float().mean()), "seconds": seconds, "mean_err": float(err.mean()),
-            "max_err": float(err.max()), "converged": float(res.converged.float().mean())}
+    return {
+        "evals": float(res.steps.float().mean()),
+        "seconds": seconds,
+        "mean_err": float(err.mean()),
+        "max_err": float(err.max()),
+        "converged": float(res.converged.float().mean()),
+    }
 
 
 def fmt(name: str, row: dict[str, float], batch: int) -> str:
     per_eval = 1e6 * row["seconds"] / (row["evals"] * batch)
     conv = f"{row['converged']:.0%}" if "converged" in row else "-"
-    return (f"| {name} | {row['evals']:.1f} | {row['mean_err']:.2e} | {row['max_err']:.2e} | {conv} "
-            f"| {row['seconds'] * 1e3:.0f} | {per_eval:.0f} |")
+    return (
+        f"| {name} | {row['evals']:.1f} | {row['mean_err']:.2e} | {row['max_err']:.2e} | {conv} "
+        f"| {row['seconds'] * 1e3:.0f} | {per_eval:.0f} |"
+    )
 
 
 def main() -> None:
@@ -92,7 +101,7 @@ def main() -> None:
     print("### chunking (digits CNN, GL 64 steps, batch 32 = 2048 points)\n")
     print("| batch_size | wall ms |\n|---|---|")
     for bs in (64, 256, 1024, 2048, None):
-        _, seconds = timed(lambda: integrand.integrated_gradients(cnn, x, target=y, steps=64, batch_size=bs))
+        _, seconds = timed(lambda bs=bs: integrand.integrated_gradients(cnn, x, target=y, steps=64, batch_size=bs))
         print(f"| {bs if bs else 'auto (memory budget)'} | {seconds * 1e3:.0f} |")
 
 

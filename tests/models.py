@@ -49,7 +49,9 @@ def fold_batchnorm(model: nn.Sequential) -> nn.Sequential:
     conv, bn = model[0], model[1]
     assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, dtype=conv.weight.dtype)
+    fused = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, padding=conv.padding, dtype=conv.weight.dtype
+    )
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
         fused.bias.copy_((conv.bias - bn.running_mean) * scale + bn.bias)

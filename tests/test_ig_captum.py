@@ -11,8 +11,12 @@ from .models import TwoInputs, cnn, mlp
 
 captum_attr = pytest.importorskip("captum.attr")
 D = torch.float64
-RULES = {"gauss-legendre": "gausslegendre", "left": "riemann_left", "right": "riemann_right",
-         "middle": "riemann_middle"}
+RULES = {
+    "gauss-legendre": "gausslegendre",
+    "left": "riemann_left",
+    "right": "riemann_right",
+    "middle": "riemann_middle",
+}
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -51,5 +55,7 @@ def test_trapezoid_weights_sum_to_one_unlike_captum() -> None:
     x = torch.randn(2, 4, dtype=D)
     ours = integrand.integrated_gradients(lambda t: model(t)[:, 0], x, steps=10, rule="trapezoid")
     assert float(ours.relative_error.max()) < 1e-12
-    theirs = captum_attr.IntegratedGradients(lambda t: model(t)[:, 0]).attribute(x, n_steps=10, method="riemann_trapezoid")
+    theirs = captum_attr.IntegratedGradients(lambda t: model(t)[:, 0]).attribute(
+        x, n_steps=10, method="riemann_trapezoid"
+    )
     torch.testing.assert_close(theirs, ours.values * 0.9, rtol=1e-6, atol=0.0)

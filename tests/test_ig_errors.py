@@ -29,12 +29,27 @@ class SometimesNaN(torch.nn.Module):
 
 
 CASES: list[tuple[str, Callable[[torch.nn.Module, torch.Tensor], Any], str, type[Exception]]] = [
-    ("baseline shape", lambda m, x: integrand.integrated_gradients(m, x, baseline=torch.zeros(3, 7, dtype=D)), "baseline", InputError),
+    (
+        "baseline shape",
+        lambda m, x: integrand.integrated_gradients(m, x, baseline=torch.zeros(3, 7, dtype=D)),
+        "baseline",
+        InputError,
+    ),
     ("integer inputs", lambda m, x: integrand.integrated_gradients(m, x.long()), "inputs", InputError),
     ("target range", lambda m, x: integrand.integrated_gradients(m, x, target=3), "target", InputError),
     ("target negative", lambda m, x: integrand.integrated_gradients(m, x, target=-1), "target", InputError),
-    ("target tensor shape", lambda m, x: integrand.integrated_gradients(m, x, target=torch.tensor([0, 1])), "target", InputError),
-    ("target callable shape", lambda m, x: integrand.integrated_gradients(m, x, target=lambda o: o), "target", InputError),
+    (
+        "target tensor shape",
+        lambda m, x: integrand.integrated_gradients(m, x, target=torch.tensor([0, 1])),
+        "target",
+        InputError,
+    ),
+    (
+        "target callable shape",
+        lambda m, x: integrand.integrated_gradients(m, x, target=lambda o: o),
+        "target",
+        InputError,
+    ),
     ("nan input", lambda m, x: integrand.integrated_gradients(m, x.clone().fill_(float("nan"))), "inputs", InputError),
     ("inf baseline", lambda m, x: integrand.integrated_gradients(m, x, baseline=float("inf")), "baseline", InputError),
     ("steps zero", lambda m, x: integrand.integrated_gradients(m, x, steps=0), "steps", InputError),
@@ -80,7 +95,9 @@ def test_output_that_does_not_depend_on_the_input() -> None:
     with pytest.raises(ModelError, match="no gradient path"):
         integrand.integrated_gradients(model, torch.randn(2, 6, dtype=D), target=0)
     with pytest.raises(ModelError, match="no gradient path"):
-        integrand.integrated_gradients(lambda x: torch.zeros(x.shape[0], 3, dtype=D), torch.randn(2, 6, dtype=D), target=0)
+        integrand.integrated_gradients(
+            lambda x: torch.zeros(x.shape[0], 3, dtype=D), torch.randn(2, 6, dtype=D), target=0
+        )
 
 
 def test_model_returning_wrong_batch() -> None:

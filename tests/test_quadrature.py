@@ -13,8 +13,13 @@ from integrand import InputError, make_rule
 from integrand.quadrature import RULES
 
 # Exactness degree of each rule family, given its number of nodes.
-DEGREE = {"left": lambda n: 0, "right": lambda n: 0, "middle": lambda n: 1, "trapezoid": lambda n: 1,
-          "gauss-legendre": lambda n: 2 * n - 1}
+DEGREE = {
+    "left": lambda n: 0,
+    "right": lambda n: 0,
+    "middle": lambda n: 1,
+    "trapezoid": lambda n: 1,
+    "gauss-legendre": lambda n: 2 * n - 1,
+}
 ORDER = {"left": 1, "right": 1, "middle": 2, "trapezoid": 2}
 
 

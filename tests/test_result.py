@@ -38,8 +38,11 @@ def test_load_rejects_foreign_and_future_files(tmp_path: Path) -> None:
     save_file({"x": torch.zeros(1)}, str(tmp_path / "plain.safetensors"))
     with pytest.raises(InputError, match="not an integrand result"):
         Attribution.load(tmp_path / "plain.safetensors")
-    save_file({"x": torch.zeros(1)}, str(tmp_path / "v9.safetensors"),
-              metadata={"integrand": '{"format": "integrand.Attribution", "version": 9}'})
+    save_file(
+        {"x": torch.zeros(1)},
+        str(tmp_path / "v9.safetensors"),
+        metadata={"integrand": '{"format": "integrand.Attribution", "version": 9}'},
+    )
     with pytest.raises(InputError, match="version 9"):
         Attribution.load(tmp_path / "v9.safetensors")
 

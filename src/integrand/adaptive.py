@@ -51,13 +51,21 @@ class _Interval:
         h = self.b - self.a
         return (self.a + h / 8, self.a + 3 * h / 8, self.a + 5 * h / 8, self.a + 7 * h / 8)
 
-    def split(self, new_values: torch.Tensor, new_scores: torch.Tensor) -> tuple["_Interval", "_Interval"]:
+    def split(self, new_values: torch.Tensor, new_scores: torch.Tensor) -> tuple[_Interval, _Interval]:
         v, s = self.values, self.scores
         mid = (self.a + self.b) / 2
-        left = _Interval(self.a, mid, torch.stack([v[0], new_values[0], v[1], new_values[1], v[2]]),
-                         torch.stack([s[0], new_scores[0], s[1], new_scores[1], s[2]]))
-        right = _Interval(mid, self.b, torch.stack([v[2], new_values[2], v[3], new_values[3], v[4]]),
-                          torch.stack([s[2], new_scores[2], s[3], new_scores[3], s[4]]))
+        left = _Interval(
+            self.a,
+            mid,
+            torch.stack([v[0], new_values[0], v[1], new_values[1], v[2]]),
+            torch.stack([s[0], new_scores[0], s[1], new_scores[1], s[2]]),
+        )
+        right = _Interval(
+            mid,
+            self.b,
+            torch.stack([v[2], new_values[2], v[3], new_values[3], v[4]]),
+            torch.stack([s[2], new_scores[2], s[3], new_scores[3], s[4]]),
+        )
         return left, right
 
 
@@ -120,10 +128,10 @@ def integrate(
         plan: list[tuple[int, list[int]]] = []
         for b in active:
             parts = intervals[b]
-            feature_error = float(_feature_error(parts))
+            worst = float(_feature_error(parts))
             estimate = sum(float(p.fine.sum()) for p in parts)
             completeness = abs(float(total[b]) - estimate)
-            if feature_error <= budget[b] and completeness <= budget[b]:
+            if worst <= budget[b] and completeness <= budget[b]:
                 converged[b] = True
                 continue
             room = (max_steps - steps[b]) // POINTS_PER_SPLIT
@@ -146,15 +154,15 @@ def integrate(
                 rows = slice(cursor, cursor + POINTS_PER_SPLIT)
                 replaced[i] = parts[i].split(new_values[rows], new_scores[rows])
                 cursor += POINTS_PER_SPLIT
-            intervals[b] = [c for i, p in enumerate(parts) for c in (replaced[i] if i in replaced else (p,))]
+            intervals[b] = [c for i, p in enumerate(parts) for c in replaced.get(i, (p,))]
             steps[b] += POINTS_PER_SPLIT * len(chosen)
         active = [b for b, _ in plan]
     out = torch.stack([torch.stack([p.fine for p in parts]).sum(dim=0) for parts in intervals])
     scale = (total.abs().double() + atol).clamp_min(torch.finfo(torch.float64).tiny)
-    feature_error = torch.stack([_feature_error(parts) for parts in intervals])
+    errors = torch.stack([_feature_error(parts) for parts in intervals])
     return AdaptiveResult(
         values=out,
         steps=torch.tensor(steps),
         converged=torch.tensor(converged),
-        quadrature_error=(feature_error.double().cpu() / scale.cpu()),
+        quadrature_error=(errors.double().cpu() / scale.cpu()),
     )

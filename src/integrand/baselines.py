@@ -22,7 +22,9 @@ BASELINE_NAMES = ("zeros", "blur", "uniform")
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     """Blur the last two (spatial) dims of ``x`` with a Gaussian of std ``sigma`` pixels (reflect padding)."""
     if x.dim() < 3:
-        raise InputError("baseline", f"'blur' needs image-shaped inputs [batch, (channels,) H, W], got {tuple(x.shape)}")
+        raise InputError(
+            "baseline", f"'blur' needs image-shaped inputs [batch, (channels,) H, W], got {tuple(x.shape)}"
+        )
     if sigma <= 0:
         return x.clone()
     radius = max(1, int(math.ceil(3 * sigma)))
@@ -60,7 +62,10 @@ def _one(name: str, x: torch.Tensor, spec: Any, seed: int) -> torch.Tensor:
             return gaussian_blur(x, sigma=max(x.shape[-2:]) / 4.0)
         if spec == "uniform":
             return _uniform(x, seed)
-        raise InputError(argument, f"unknown baseline {spec!r}; expected one of {', '.join(BASELINE_NAMES)}, a number, a tensor or a callable")
+        raise InputError(
+            argument,
+            f"unknown baseline {spec!r}; expected one of {', '.join(BASELINE_NAMES)}, a number, a tensor or a callable",
+        )
     if isinstance(spec, bool):
         raise InputError(argument, "expected a number, not a bool")
     if isinstance(spec, (int, float)):
@@ -79,7 +84,9 @@ def _one(name: str, x: torch.Tensor, spec: Any, seed: int) -> torch.Tensor:
         if not bool(torch.isfinite(out).all()):
             raise InputError(argument, "contains NaN or Inf")
         return out.clone()
-    raise InputError(argument, f"expected 'zeros', 'blur', 'uniform', a number, a tensor or a callable, got {type(spec).__name__}")
+    raise InputError(
+        argument, f"expected 'zeros', 'blur', 'uniform', a number, a tensor or a callable, got {type(spec).__name__}"
+    )
 
 
 def make_baselines(inputs: InputSet, spec: BaselineSpec, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -193,5 +193,7 @@ class Engine:
         scores = select(self.target, example)(output)
         if not isinstance(scores, torch.Tensor) or scores.shape != (example.shape[0],):
             shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
-            raise InputError("target", f"the target must return one score per row, shape ({example.shape[0]},); got {shape}")
+            raise InputError(
+                "target", f"the target must return one score per row, shape ({example.shape[0]},); got {shape}"
+            )
         return scores

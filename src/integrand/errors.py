@@ -32,9 +32,7 @@ class MissingExtraError(IntegrandError, ImportError):
     def __init__(self, module: str, extra: str) -> None:
         self.module = module
         self.extra = extra
-        super().__init__(
-            f"this feature needs the optional package {module!r}: pip install 'integrand[{extra}]'"
-        )
+        super().__init__(f"this feature needs the optional package {module!r}: pip install 'integrand[{extra}]'")
 
 
 class ConvergenceWarning(UserWarning):

@@ -119,13 +119,12 @@ def call_model(
     kwargs: Mapping[str, Any],
 ) -> torch.Tensor:
     """Run the model on rows in ``tensors`` and return its output tensor."""
-    if inputs.named:
-        output = model(**tensors, **kwargs)
-    else:
-        output = model(tensors[TENSOR_KEY], **kwargs)
+    output = model(**tensors, **kwargs) if inputs.named else model(tensors[TENSOR_KEY], **kwargs)
     if not isinstance(output, torch.Tensor):
         logits = getattr(output, "logits", None)
         if isinstance(logits, torch.Tensor):
             return logits
-        raise InputError("model", f"expected the model to return a tensor (or an object with .logits), got {type(output).__name__}")
+        raise InputError(
+            "model", f"expected the model to return a tensor (or an object with .logits), got {type(output).__name__}"
+        )
     return output

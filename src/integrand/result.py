@@ -85,11 +85,11 @@ class Attribution:
         return path
 
     @classmethod
-    def load(cls, path: str | Path) -> "Attribution":
+    def load(cls, path: str | Path) -> Attribution:
         """Read a file written by :meth:`save`."""
         from safetensors import safe_open
 
-        with safe_open(str(path), framework="pt") as fh:  # type: ignore[no-untyped-call]
+        with safe_open(str(path), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("integrand")
             if raw is None:
                 raise InputError("path", f"{path} is not an integrand result file")

@@ -49,7 +49,7 @@ class _ClassScore:
             output = output.log_softmax(dim=-1)
         return output.gather(1, index[:, None])[:, 0]
 
-    def select(self, example: torch.Tensor) -> "_ClassScore":
+    def select(self, example: torch.Tensor) -> _ClassScore:
         """The same target for integration points that belong to examples ``example``."""
         if isinstance(self.index, int):
             return self
@@ -94,7 +94,7 @@ class _Difference:
     def __call__(self, output: torch.Tensor) -> torch.Tensor:
         return self.first(output) - self.second(output)
 
-    def select(self, example: torch.Tensor) -> "_Difference":
+    def select(self, example: torch.Tensor) -> _Difference:
         return _Difference(select(self.first, example), select(self.second, example))
 
     def __repr__(self) -> str:

@@ -17,7 +17,9 @@ COMMANDS: tuple[str, ...] = ("demo",)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="integrand", description="Faithful, error-controlled attribution for PyTorch.")
+    parser = argparse.ArgumentParser(
+        prog="integrand", description="Faithful, error-controlled attribution for PyTorch."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(sub)

@@ -18,7 +18,7 @@ SECTIONS: tuple[str, ...] = ("image",)
 
 def run_demo(out: Path, sections: Sequence[str] | None = None) -> Path:
     """Run the chosen sections (all by default) and write ``out/report.html``."""
-    chosen = list(SECTIONS if not sections else sections)
+    chosen = list(sections if sections else SECTIONS)
     unknown = [s for s in chosen if s not in SECTIONS]
     if unknown:
         raise InputError("sections", f"unknown demo sections {unknown}; expected some of {list(SECTIONS)}")

@@ -41,10 +41,13 @@ def build_cnn(config: DigitsConfig) -> nn.Sequential:
     act: type[nn.Module] = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}[config.activation]
     c1, c2 = config.channels
     return nn.Sequential(
-        nn.Conv2d(1, c1, 3, padding=1), act(),
-        nn.Conv2d(c1, c2, 3, padding=1), act(),
+        nn.Conv2d(1, c1, 3, padding=1),
+        act(),
+        nn.Conv2d(c1, c2, 3, padding=1),
+        act(),
         nn.MaxPool2d(2) if config.activation == "relu" else nn.AvgPool2d(2),
-        nn.Flatten(), nn.Linear(c2 * 16, 10),
+        nn.Flatten(),
+        nn.Linear(c2 * 16, 10),
     )
 
 
@@ -86,10 +89,10 @@ def train_digits_cnn(config: DigitsConfig = DigitsConfig(), use_cache: bool = Tr
     gen = torch.Generator().manual_seed(config.seed)
     model.train()
     for _ in range(config.epochs):
-        for idx in torch.randperm(len(data.train_y), generator=gen).split(64):
+        for idx in torch.split(torch.randperm(len(data.train_y), generator=gen), 64):
             opt.zero_grad()
             loss = nn.functional.cross_entropy(model(data.train_x[idx]), data.train_y[idx])
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             opt.step()
     model.eval()
     for p in model.parameters():

@@ -5,8 +5,6 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-import torch
-
 from ..methods.integrated_gradients import integrated_gradients
 from .digits import DigitsConfig, accuracy, train_digits_cnn
 
@@ -23,7 +21,8 @@ def run(out: Path) -> str:
     assert rel is not None
     print(f"   {'example':>7} {'label':>5} {'rel. completeness error':>24} {'steps':>6} {'converged':>9}")
     for i in range(len(y)):
-        print(f"   {i:>7} {int(y[i]):>5} {float(rel[i]):>24.2e} {int(result.steps[i]):>6} {bool(result.converged[i])!s:>9}")
+        ok = bool(result.converged[i])
+        print(f"   {i:>7} {int(y[i]):>5} {float(rel[i]):>24.2e} {int(result.steps[i]):>6} {ok!s:>9}")
     print(f"   mean gradient evaluations per example: {float(result.steps.float().mean()):.1f} (tol={TOLERANCE})")
     result.save(out / "digits_ig.safetensors")
     note = (

@@ -12,7 +12,7 @@ from ..adaptive import integrate
 from ..baselines import BaselineSpec, make_baselines
 from ..engine import Engine, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError
-from ..inputs import InputSet, Inputs, as_input_set
+from ..inputs import Inputs, InputSet, as_input_set
 from ..quadrature import make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
@@ -98,7 +98,9 @@ def integrate_path(
         "tol": tol,
         "max_steps": max_steps if tol is not None else None,
         "atol": atol,
-        "target": repr(resolved) if not callable(target) or isinstance(target, torch.Tensor) else getattr(target, "__name__", repr(target)),
+        "target": repr(resolved)
+        if not callable(target) or isinstance(target, torch.Tensor)
+        else getattr(target, "__name__", repr(target)),
     }
     params.update(extra_params or {})
     return Attribution(
@@ -121,7 +123,7 @@ def integrated_gradients(
     inputs: Inputs,
     target: TargetSpec = None,
     *,
-    baseline: BaselineSpec = "zeros",
+    baseline: BaselineSpec = None,
     steps: int | None = None,
     rule: str = "gauss-legendre",
     tol: float | None = None,
@@ -131,6 +133,12 @@ def integrated_gradients(
     memory_budget: int | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
+    layer: torch.nn.Module | str | None = None,
+    layer_side: str = "output",
+    layer_output_index: int | str | None = None,
+    neuron: Any = None,
+    input_baseline: Any = None,
+    reuse: bool = True,
 ) -> Attribution:
     """Integrated Gradients of ``target(model(inputs))`` along the straight line from ``baseline``.
 
@@ -139,8 +147,9 @@ def integrated_gradients(
         inputs: a float tensor, or a mapping of named float tensors passed as keyword arguments.
         target: int class, LongTensor[batch], callable ``output -> Tensor[batch]``, or None
             (the output itself for 1-D outputs, the argmax class at the input for 2-D).
-        baseline: "zeros", a number, a tensor broadcastable to the input, a callable, "blur",
-            "uniform", or a mapping of these per named input.
+        baseline: "zeros" (default), a number, a tensor broadcastable to the input, a callable,
+            "blur", "uniform", or a mapping of these per named input. With ``layer=`` (and no
+            ``neuron=``) it is in the layer's activation space.
         steps: points of the fixed rule (default 50); excludes ``tol``.
         rule: "gauss-legendre" (default), "left", "right", "middle" or "trapezoid".
         tol: error-controlled mode: refine each example until its relative completeness error
@@ -152,20 +161,65 @@ def integrated_gradients(
             the memory available now).
         forward_kwargs: extra model arguments; tensors whose first dim is the batch follow each point.
         seed: seed of the "uniform" baseline.
+        layer: attribute to this module's tensor instead of the inputs (a module of ``model``
+            or its dotted name); inputs may then be integer (token ids). The part of the model
+            below the layer runs once per example, not once per point (docs/layers.md).
+        layer_side: "output" (default) or "input" of the layer.
+        layer_output_index: the element of a tuple/mapping/ModelOutput output (with
+            ``layer_side="input"``: the positional index or keyword name of the argument).
+        neuron: neuron IG: attribute the inputs' contribution to units of the layer's tensor
+            (an int flat index, a tuple of ints/slices per non-batch dim (selected units are
+            summed), or a callable ``activation -> Tensor[batch]``); ``target`` must be None.
+        input_baseline: with ``layer=``, a baseline in input space (e.g. a pad token id, or a
+            mapping per named input; names left out keep their input); its activation at the
+            layer is the path's start. Excludes ``baseline``.
+        reuse: replay the frozen part below the layer instead of recomputing it at every point
+            (falls back to recomputation by itself when replay does not reproduce the model).
     """
+    integration: dict[str, Any] = {
+        "steps": steps,
+        "rule": rule,
+        "tol": tol,
+        "max_steps": max_steps,
+        "atol": atol,
+        "batch_size": batch_size,
+        "memory_budget": memory_budget,
+    }
+    if layer is not None:
+        from .layer_ig import layer_integrated_gradients, layer_spec, neuron_integrated_gradients
+
+        spec = layer_spec(model, layer, layer_side, layer_output_index)
+        if neuron is not None:
+            return neuron_integrated_gradients(
+                model,
+                inputs,
+                target,
+                spec,
+                neuron,
+                baseline=baseline,
+                input_baseline=input_baseline,
+                seed=seed,
+                forward_kwargs=forward_kwargs,
+                **integration,
+            )
+        return layer_integrated_gradients(
+            model,
+            inputs,
+            target,
+            spec,
+            baseline=baseline,
+            input_baseline=input_baseline,
+            reuse=reuse,
+            seed=seed,
+            forward_kwargs=forward_kwargs,
+            **integration,
+        )
+    layer_only = {"neuron": neuron, "input_baseline": input_baseline, "layer_output_index": layer_output_index}
+    for name, value in layer_only.items():
+        if value is not None:
+            raise InputError(name, "only applies with layer=")
+    if layer_side != "output":
+        raise InputError("layer_side", "only applies with layer=")
     input_set = as_input_set(inputs)
     baselines = make_baselines(input_set, baseline, seed=seed)
-    return integrate_path(
-        model,
-        input_set,
-        baselines,
-        target,
-        steps=steps,
-        rule=rule,
-        tol=tol,
-        max_steps=max_steps,
-        atol=atol,
-        batch_size=batch_size,
-        memory_budget=memory_budget,
-        forward_kwargs=forward_kwargs,
-    )
+    return integrate_path(model, input_set, baselines, target, forward_kwargs=forward_kwargs, **integration)

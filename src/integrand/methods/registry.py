@@ -44,7 +44,9 @@ class Registry:
         if name not in self._methods:
             close = difflib.get_close_matches(name, list(self._methods), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
-            raise InputError("method", f"unknown method {name!r}; valid methods: {', '.join(sorted(self._methods))}.{hint}")
+            raise InputError(
+                "method", f"unknown method {name!r}; valid methods: {', '.join(sorted(self._methods))}.{hint}"
+            )
         return self._methods[name]
 
     def names(self) -> list[str]:
