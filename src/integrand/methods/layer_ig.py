@@ -1,0 +1,229 @@
+"""Layer and neuron Integrated Gradients: the same path integral, taken at a module's tensor.
+
+Layer IG presents "the model above the layer" (``frozen.Above``) as a model of the layer's
+activation and hands it to ``integrate_path``, so rules, error control, chunking and the
+``Attribution`` are those of input IG. Neuron IG presents "the model below the layer" as a
+model of the inputs whose output is one unit of the activation.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..baselines import BaselineSpec, make_baselines
+from ..errors import InputError, ModelError
+from ..frozen import EXAMPLE_KWARG, Above, FrozenPrefix, check, run_full
+from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set, call_model
+from ..layers import SIDES, Element, LayerSpec, resolve_layer, run_to_layer
+from ..result import Attribution
+from ..targets import TargetSpec
+from .integrated_gradients import integrate_path
+
+NeuronSpec = int | tuple[int | slice, ...] | Callable[[torch.Tensor], torch.Tensor]
+
+
+def layer_spec(model: Any, layer: nn.Module | str, side: str, index: Element) -> LayerSpec:
+    name, module = resolve_layer(model, layer)
+    if side not in SIDES:
+        raise InputError("layer_side", f"expected 'output' or 'input', got {side!r}")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, (int, str))):
+        raise InputError("layer_output_index", f"expected None, an int or a str, got {type(index).__name__}")
+    return LayerSpec(name, module, side, index)  # type: ignore[arg-type]
+
+
+def raw_inputs(inputs: Inputs) -> InputSet:
+    """Inputs of any dtype (token ids included): they are never interpolated, only indexed by example."""
+    if isinstance(inputs, torch.Tensor):
+        tensors, named = {TENSOR_KEY: inputs}, False
+    elif isinstance(inputs, Mapping) and inputs:
+        tensors, named = {str(k): v for k, v in inputs.items()}, True
+    else:
+        raise InputError("inputs", f"expected a tensor or a non-empty mapping of tensors, got {type(inputs).__name__}")
+    first: torch.Tensor | None = None
+    for name, t in tensors.items():
+        argument = "inputs" if not named else f"inputs[{name!r}]"
+        if not isinstance(t, torch.Tensor):
+            raise InputError(argument, f"expected a torch.Tensor, got {type(t).__name__}")
+        if t.dim() < 1 or t.shape[0] < 1:
+            raise InputError(argument, f"expected a batch dimension first, got shape {tuple(t.shape)}")
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise InputError(argument, "contains NaN or Inf")
+        if first is not None and (t.shape[0] != first.shape[0] or t.device != first.device):
+            raise InputError(argument, "named inputs must share batch size and device")
+        first = t if first is None else first
+    return InputSet({k: v.detach() for k, v in tensors.items()}, named=named)
+
+
+def input_baselines(raw: InputSet, spec: Any, seed: int) -> dict[str, torch.Tensor]:
+    """Input-space baselines; names missing from a mapping keep their input (e.g. attention masks)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, x in raw.tensors.items():
+        argument = "input_baseline" if not raw.named else f"input_baseline[{name!r}]"
+        one = spec.get(name, x) if isinstance(spec, Mapping) else spec
+        if isinstance(one, torch.Tensor) and one is x:
+            out[name] = x
+        elif x.is_floating_point():
+            try:
+                out[name] = make_baselines(InputSet({TENSOR_KEY: x}, named=False), one, seed)[TENSOR_KEY]
+            except InputError as error:
+                raise InputError(argument, str(error).split(": ", 1)[-1]) from None
+        elif isinstance(one, int) and not isinstance(one, bool):
+            out[name] = torch.full_like(x, one)
+        elif isinstance(one, str) and one == "zeros":
+            out[name] = torch.zeros_like(x)
+        elif isinstance(one, torch.Tensor) and not one.is_floating_point():
+            try:
+                out[name] = torch.broadcast_to(one.to(x.device, x.dtype), x.shape).clone()
+            except RuntimeError:
+                raise InputError(argument, f"shape {tuple(one.shape)} does not broadcast to {tuple(x.shape)}") from None
+        else:
+            raise InputError(argument, f"integer inputs need an int or integer tensor, got {type(one).__name__}")
+    if isinstance(spec, Mapping) and set(spec) - set(raw.names):
+        raise InputError("input_baseline", f"names {sorted(set(spec) - set(raw.names))} are not inputs")
+    return out
+
+
+def _activation_baselines(act: InputSet, spec: BaselineSpec, seed: int, layer: str) -> dict[str, torch.Tensor]:
+    x = act.tensors[TENSOR_KEY]
+    if isinstance(spec, torch.Tensor):
+        try:
+            ok = torch.broadcast_to(spec, x.shape).shape == x.shape
+        except RuntimeError:
+            ok = False
+        if not ok:
+            raise InputError(
+                "baseline",
+                f"shape {tuple(spec.shape)} does not broadcast to the activation shape {tuple(x.shape)} of layer "
+                f"{layer!r} (baseline= is in activation space; give input-space baselines as input_baseline=)",
+            )
+    if isinstance(spec, Mapping):
+        raise InputError("baseline", "a layer has one activation tensor; give a number, a tensor or a callable")
+    return make_baselines(act, spec, seed)
+
+
+def layer_integrated_gradients(
+    model: Any,
+    inputs: Inputs,
+    target: TargetSpec,
+    spec: LayerSpec,
+    *,
+    baseline: BaselineSpec,
+    input_baseline: Any,
+    reuse: bool,
+    seed: int,
+    forward_kwargs: Mapping[str, Any] | None,
+    **integration: Any,
+) -> Attribution:
+    """IG of ``target`` w.r.t. the layer's tensor, from an activation-space or input-space baseline."""
+    if baseline is not None and input_baseline is not None:
+        raise InputError("input_baseline", "give baseline= (activation space) or input_baseline= (inputs), not both")
+    raw = raw_inputs(inputs)
+    if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
+        raise InputError("forward_kwargs", f"expected a mapping, got {type(forward_kwargs).__name__}")
+    recorded = model if isinstance(model, nn.Module) else nn.ModuleList([spec.module])
+    prefix = FrozenPrefix.record(recorded, spec, run_full(model, raw, forward_kwargs), raw.batch)
+    activation = prefix.activation
+    if not activation.is_floating_point():
+        raise InputError("layer_side", f"the {spec.side} of {spec.name!r} is {activation.dtype}: not interpolable")
+    if activation.dim() < 1 or activation.shape[0] != raw.batch:
+        raise ModelError("layer", f"the {spec.side} of {spec.name!r} has shape {tuple(activation.shape)}: no batch dim")
+    above = Above(model, spec, raw, prefix)
+    if not reuse:
+        how = "off (reuse=False)"
+    elif not isinstance(model, nn.Module):
+        how = "off (the model is not an nn.Module)"
+    else:
+        why = check(above, prefix, forward_kwargs)
+        how = "frozen-prefix" if why is None else f"off ({why})"
+    if how != "frozen-prefix":
+        above = Above(model, spec, raw, None)
+    act = InputSet({TENSOR_KEY: activation.detach()}, named=False)
+    if input_baseline is not None:
+        base = input_baselines(raw, input_baseline, seed)
+        with torch.no_grad():
+            base_act = run_to_layer(spec, lambda: call_model(model, raw, base, dict(forward_kwargs or {})))
+        if base_act.shape != activation.shape:
+            raise ModelError(
+                "input_baseline",
+                f"the baseline's {spec.side} of {spec.name!r} has shape {tuple(base_act.shape)}, "
+                f"the input's {tuple(activation.shape)}",
+            )
+        baselines = {TENSOR_KEY: base_act.detach().to(activation.dtype)}
+    else:
+        baselines = _activation_baselines(act, baseline, seed, spec.name)
+    kwargs = {**(forward_kwargs or {}), EXAMPLE_KWARG: torch.arange(raw.batch, device=activation.device)}
+    params = {"layer": spec.name, "layer_side": spec.side, "layer_output_index": spec.index, "reuse": how,
+              "baseline_space": "input" if input_baseline is not None else "activation"}
+    return integrate_path(above, act, baselines, target, forward_kwargs=kwargs,
+                          method="layer_integrated_gradients", extra_params=params, **integration)
+
+
+def neuron_selector(neuron: Any, shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A function ``activation -> Tensor[batch]``: one unit (int, index tuple) or a sum of units (slices)."""
+    units = math.prod(shape)
+    if isinstance(neuron, bool):
+        raise InputError("neuron", "expected an int, a tuple of ints/slices or a callable, got a bool")
+    if isinstance(neuron, int):
+        if not -units <= neuron < units:
+            raise InputError("neuron", f"index {neuron} out of range for {units} units (activation {list(shape)})")
+        return lambda a: a.reshape(a.shape[0], -1)[:, neuron]
+    if isinstance(neuron, tuple):
+        if len(neuron) != len(shape):
+            raise InputError("neuron", f"expected {len(shape)} indices for activation {list(shape)}, got {neuron!r}")
+        for i, (n, size) in enumerate(zip(neuron, shape)):
+            if isinstance(n, slice):
+                if len(range(size)[n]) == 0:
+                    raise InputError("neuron", f"slice {n} selects nothing in dim {i} of size {size}")
+            elif isinstance(n, bool) or not isinstance(n, int) or not -size <= n < size:
+                raise InputError("neuron", f"index {n!r} out of range for dim {i} of size {size} (shape {list(shape)})")
+        return lambda a: a[(slice(None), *neuron)].reshape(a.shape[0], -1).sum(dim=1)
+    if callable(neuron):
+        return neuron  # type: ignore[no-any-return]
+    raise InputError("neuron", f"expected an int, a tuple of ints/slices or a callable, got {type(neuron).__name__}")
+
+
+class Below(nn.Module):
+    """The model below a layer, scoring one unit of its tensor (the "model" of neuron IG)."""
+
+    def __init__(self, model: Any, spec: LayerSpec, select: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.select = select
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        return self.select(run_to_layer(self.spec, lambda: self.model(*args, **kwargs)))
+
+
+def neuron_integrated_gradients(
+    model: Any,
+    inputs: Inputs,
+    target: TargetSpec,
+    spec: LayerSpec,
+    neuron: NeuronSpec,
+    *,
+    baseline: BaselineSpec,
+    input_baseline: Any,
+    seed: int,
+    forward_kwargs: Mapping[str, Any] | None,
+    **integration: Any,
+) -> Attribution:
+    """IG of one unit of the layer's tensor w.r.t. the (float) inputs; the model above never runs."""
+    if target is not None:
+        raise InputError("target", "neuron IG scores the selected unit of the layer; leave target=None")
+    if input_baseline is not None:
+        raise InputError("input_baseline", "neuron IG integrates in input space already; use baseline=")
+    input_set = as_input_set(inputs)
+    with torch.no_grad():
+        activation = run_to_layer(
+            spec, lambda: call_model(model, input_set, input_set.tensors, dict(forward_kwargs or {}))
+        )
+    select = neuron_selector(neuron, tuple(activation.shape[1:]))
+    baselines = make_baselines(input_set, baseline, seed=seed)
+    params = {"layer": spec.name, "layer_side": spec.side, "layer_output_index": spec.index, "neuron": repr(neuron)}
+    return integrate_path(Below(model, spec, select), input_set, baselines, None, forward_kwargs=forward_kwargs,
+                          method="neuron_integrated_gradients", extra_params=params, **integration)
