@@ -19,12 +19,13 @@ DEGREE = {
     "middle": lambda n: 1,
     "trapezoid": lambda n: 1,
     "gauss-legendre": lambda n: 2 * n - 1,
+    "clenshaw-curtis": lambda n: n if (n - 1) % 2 == 0 else n - 1,
 }
 ORDER = {"left": 1, "right": 1, "middle": 2, "trapezoid": 2}
 
 
 def _min_steps(name: str) -> int:
-    return 2 if name == "trapezoid" else 1
+    return 2 if name in ("trapezoid", "clenshaw-curtis") else 1
 
 
 @given(name=st.sampled_from(RULES), steps=st.integers(1, 200))
@@ -68,9 +69,16 @@ def test_error_shrinks_at_expected_order(name: str) -> None:
     assert all(abs(r - ORDER[name]) < 0.1 for r in rates), rates
 
 
-def test_gauss_legendre_converges_exponentially_on_smooth_functions() -> None:
-    errors = [abs(make_rule("gauss-legendre", n).integrate(np.exp) - (math.e - 1)) for n in (2, 3, 4, 5)]
-    assert all(b < a / 20 for a, b in zip(errors, errors[1:])), errors
+@pytest.mark.parametrize("name", ["gauss-legendre", "clenshaw-curtis"])
+def test_spectral_rules_converge_exponentially_on_smooth_functions(name: str) -> None:
+    errors = [abs(make_rule(name, n).integrate(np.exp) - (math.e - 1)) for n in (3, 5, 7, 9)]
+    assert all(b < a / 20 or b < 1e-14 for a, b in zip(errors, errors[1:])), errors
+
+
+def test_clenshaw_curtis_is_nested() -> None:
+    for n in (3, 5, 9, 17):
+        coarse, fine = make_rule("clenshaw-curtis", n).nodes, make_rule("clenshaw-curtis", 2 * n - 1).nodes
+        assert all(any(abs(c - f) < 1e-15 for f in fine) for c in coarse)
 
 
 @pytest.mark.parametrize("steps", [0, -3, 2.5, True])

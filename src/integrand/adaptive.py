@@ -1,6 +1,14 @@
-"""Error-controlled path integration: globally adaptive Simpson bisection, per example.
+"""Error-controlled path integration, per example: a spectral phase, then adaptive bisection.
 
-Each example keeps its own set of intervals of [0, 1]. An interval holds the integrand
+Phase 1 (smooth integrands, e.g. GELU/tanh networks): nested Clenshaw-Curtis rules with 3, 5, 9
+and 17 nodes, each level reusing every earlier evaluation. The per-feature error estimate is
+``CC(N) - CC(N/2)`` (an over-estimate for a converging rule); together with the completeness
+residual it decides convergence. An example leaves this phase for phase 2 as soon as the
+estimate stops shrinking spectrally (a kink in the integrand), keeping its evaluations at 0,
+1/2 and 1.
+
+Phase 2 (kinks, e.g. ReLU and max-pool networks):
+each example keeps its own set of intervals of [0, 1]. An interval holds the integrand
 (gradient times input - baseline) at five nodes, which give a coarse Simpson estimate on
 the whole interval and a fine one on its halves. Two error indicators drive refinement:
 
@@ -25,6 +33,7 @@ import numpy as np
 import torch
 
 from .engine import Engine
+from .quadrature import clenshaw_curtis
 
 _COARSE = (1.0 / 6.0, 0.0, 4.0 / 6.0, 0.0, 1.0 / 6.0)
 _FINE = (1.0 / 12.0, 4.0 / 12.0, 2.0 / 12.0, 4.0 / 12.0, 1.0 / 12.0)
@@ -106,6 +115,73 @@ def _evaluate(
     return torch.cat(rows), torch.cat(scores)
 
 
+SPECTRAL_LEVELS = (2, 4, 8, 16)
+SPECTRAL_RATE = 0.125
+"""Phase 1 goes on to the next level only if the error estimate shrank at least this much."""
+
+
+@dataclass
+class _Spectral:
+    """Phase-1 state of one example: evaluations at the Clenshaw-Curtis nodes of the last level."""
+
+    values: torch.Tensor  # [nodes, features]
+    scores: torch.Tensor  # [nodes]
+    estimate: torch.Tensor | None = None
+    error: torch.Tensor | None = None
+
+
+def _cc_rule(level: int, like: torch.Tensor) -> tuple[list[float], torch.Tensor]:
+    nodes, weights, _ = clenshaw_curtis(level + 1)
+    return nodes.tolist(), torch.tensor(weights, dtype=torch.float64).to(like)
+
+
+def _spectral_phase(
+    engine: Engine,
+    baselines: dict[str, torch.Tensor],
+    diff: torch.Tensor,
+    total: torch.Tensor,
+    budget: list[float],
+    max_steps: int,
+) -> tuple[list[_Spectral], list[bool]]:
+    batch = diff.shape[0]
+    first = SPECTRAL_LEVELS[0]
+    nodes, _ = _cc_rule(first, diff)
+    values, scores = _evaluate(engine, baselines, diff, [b for b in range(batch) for _ in nodes], nodes * batch)
+    n = len(nodes)
+    states = [_Spectral(values[n * b : n * b + n], scores[n * b : n * b + n]) for b in range(batch)]
+    done = [False] * batch
+    active = list(range(batch))
+    for previous, level in zip(SPECTRAL_LEVELS, SPECTRAL_LEVELS[1:]):
+        active = [b for b in active if level + 1 <= max_steps]
+        if not active:
+            break
+        fine_nodes, weights = _cc_rule(level, diff)
+        new_nodes = fine_nodes[1::2]  # the odd nodes are new; the even ones are the previous level's
+        new_values, new_scores = _evaluate(
+            engine, baselines, diff, [b for b in active for _ in new_nodes], new_nodes * len(active)
+        )
+        _, coarse_weights = _cc_rule(previous, diff)
+        still: list[int] = []
+        for j, b in enumerate(active):
+            st = states[b]
+            rows = slice(j * len(new_nodes), (j + 1) * len(new_nodes))
+            merged = torch.empty((level + 1, diff.shape[1]), dtype=diff.dtype, device=diff.device)
+            merged[0::2], merged[1::2] = st.values, new_values[rows]
+            merged_scores = torch.empty(level + 1, dtype=st.scores.dtype, device=st.scores.device)
+            merged_scores[0::2], merged_scores[1::2] = st.scores, new_scores[rows]
+            estimate = weights @ merged
+            error = estimate - coarse_weights @ st.values
+            shrank = st.error is None or float(error.abs().max()) <= SPECTRAL_RATE * float(st.error.abs().max())
+            states[b] = _Spectral(merged, merged_scores, estimate, error)
+            completeness = abs(float(total[b] - estimate.sum()))
+            if float(error.abs().max()) <= budget[b] and completeness <= budget[b]:
+                done[b] = True
+            elif shrank:
+                still.append(b)
+        active = still
+    return states, done
+
+
 def integrate(
     engine: Engine,
     baselines: dict[str, torch.Tensor],
@@ -118,12 +194,33 @@ def integrate(
     """Integrate each example's path to tolerance ``tol`` relative to ``|total|`` (= F(1) - F(0))."""
     batch = diff.shape[0]
     budget = (total.abs().double() * tol + atol).tolist()
-    start = (0.0, 0.25, 0.5, 0.75, 1.0)
-    values, scores = _evaluate(engine, baselines, diff, [b for b in range(batch) for _ in start], list(start) * batch)
-    intervals = [[_Interval(0.0, 1.0, values[5 * b : 5 * b + 5], scores[5 * b : 5 * b + 5])] for b in range(batch)]
-    steps = [len(start)] * batch
-    active = list(range(batch))
-    converged = [False] * batch
+    spectral, done = _spectral_phase(engine, baselines, diff, total, budget, max_steps)
+    steps = [int(st.values.shape[0]) for st in spectral]
+    # Phase 2 starts from one interval [0, 1]: reuse the evaluations at 0, 1/2, 1, add 1/4 and 3/4.
+    rest = [b for b in range(batch) if not done[b] and steps[b] + 2 <= max_steps]
+    quarters = [0.25, 0.75]
+    q_values, q_scores = (
+        _evaluate(engine, baselines, diff, [b for b in rest for _ in quarters], quarters * len(rest))
+        if rest
+        else (diff[:0], total[:0])
+    )
+    intervals: dict[int, list[_Interval]] = {}
+    for j, b in enumerate(rest):
+        st = spectral[b]
+        mid = (st.values.shape[0] - 1) // 2
+        picks = [0, mid, st.values.shape[0] - 1]
+        v, sc = st.values[picks], st.scores[picks]
+        intervals[b] = [
+            _Interval(
+                0.0,
+                1.0,
+                torch.stack([v[0], q_values[2 * j], v[1], q_values[2 * j + 1], v[2]]),
+                torch.stack([sc[0], q_scores[2 * j], sc[1], q_scores[2 * j + 1], sc[2]]),
+            )
+        ]
+        steps[b] += 2
+    active = list(rest)
+    converged = list(done)
     while active:
         plan: list[tuple[int, list[int]]] = []
         for b in active:
@@ -157,12 +254,21 @@ def integrate(
             intervals[b] = [c for i, p in enumerate(parts) for c in replaced.get(i, (p,))]
             steps[b] += POINTS_PER_SPLIT * len(chosen)
         active = [b for b, _ in plan]
-    out = torch.stack([torch.stack([p.fine for p in parts]).sum(dim=0) for parts in intervals])
     scale = (total.abs().double() + atol).clamp_min(torch.finfo(torch.float64).tiny)
-    errors = torch.stack([_feature_error(parts) for parts in intervals])
+    out = torch.empty_like(diff)
+    errors = torch.empty(batch, dtype=torch.float64)
+    for b in range(batch):
+        if b in intervals:
+            out[b] = torch.stack([p.fine for p in intervals[b]]).sum(dim=0)
+            errors[b] = float(_feature_error(intervals[b]))
+        else:
+            st = spectral[b]
+            assert st.estimate is not None and st.error is not None
+            out[b] = st.estimate
+            errors[b] = float(st.error.abs().max())
     return AdaptiveResult(
         values=out,
         steps=torch.tensor(steps),
         converged=torch.tensor(converged),
-        quadrature_error=(errors.double().cpu() / scale.cpu()),
+        quadrature_error=errors / scale.cpu(),
     )

@@ -58,12 +58,31 @@ def _gauss_legendre(n: int) -> tuple[np.ndarray, np.ndarray, int]:
     return (nodes + 1.0) / 2.0, weights / 2.0, 2 * n - 1
 
 
+def clenshaw_curtis(n: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Clenshaw-Curtis on [0, 1] with ``n`` nodes (Chebyshev extrema): nested when n - 1 doubles."""
+    if n < 2:
+        raise InputError("steps", f"the Clenshaw-Curtis rule needs at least 2 steps, got {n}")
+    order = n - 1
+    theta = np.pi * np.arange(n) / order
+    nodes = np.sin(theta / 2) ** 2  # = (1 - cos(theta)) / 2 without cancellation near 0
+    nodes[0], nodes[-1] = 0.0, 1.0
+    if order % 2 == 0:
+        nodes[order // 2] = 0.5
+    weights = np.ones(n)
+    for j in range(1, order // 2 + 1):
+        b = 1.0 if 2 * j == order else 2.0
+        weights -= b / (4 * j * j - 1) * np.cos(2 * j * theta)
+    weights *= np.where((np.arange(n) == 0) | (np.arange(n) == order), 1.0, 2.0) / order / 2.0
+    return nodes, weights, order + 1 if order % 2 == 0 else order
+
+
 _BUILDERS: dict[str, Callable[[int], tuple[np.ndarray, np.ndarray, int]]] = {
     "left": _left,
     "right": _right,
     "middle": _middle,
     "trapezoid": _trapezoid,
     "gauss-legendre": _gauss_legendre,
+    "clenshaw-curtis": clenshaw_curtis,
 }
 
 RULES: tuple[str, ...] = tuple(_BUILDERS)
