@@ -21,7 +21,7 @@ import torch
 
 from .baselines import make_baselines
 from .errors import InputError
-from .inputs import InputSet, Inputs, as_input_set
+from .inputs import Inputs, InputSet, as_input_set
 from .methods.perturb import FeatureGroups, Scorer, feature_groups, flat_baseline, generator, resolve_seed, weighted_fit
 from .neighbourhoods import NEIGHBOURHOODS, Neighbourhood, Point, Sample
 from .result import Attribution
@@ -96,7 +96,9 @@ class _Setup:
         if loss not in LOSSES:
             raise InputError("loss", f"unknown loss {loss!r}; expected one of {', '.join(LOSSES)}")
         if loss == "squared" and isinstance(neighbourhood, Point):
-            raise InputError("loss", "the squared loss needs a neighbourhood with spread; Point() supports loss='gradient'")
+            raise InputError(
+                "loss", "the squared loss needs a neighbourhood with spread; Point() supports loss='gradient'"
+            )
         self.inputs: InputSet = as_input_set(x, "x")
         self.neighbourhood = neighbourhood
         self.loss = loss
@@ -130,17 +132,18 @@ class _Setup:
         out: list[list[torch.Tensor]] = [[] for _ in draws]
         for start in range(0, len(owner), self.scorer.chunk):
             ex, rows = owner[start : start + self.scorer.chunk], local[start : start + self.scorer.chunk]
-            pts = torch.cat([self.points(int(e), draws[int(e)].xi[rows[ex == e]]) for e in ex.unique()])
+            present = sorted(set(ex.tolist()))
+            pts = torch.cat([self.points(e, draws[e].xi[rows[ex == e]]) for e in present])
             example = ex.to(device)
             if self.loss == "squared":
                 values = self.scorer.rows(pts, example)
-                for e in ex.unique().tolist():
+                for e in present:
                     out[e].append(values[(ex == e).to(device)].double().cpu())
                 continue
             block = self.scorer.engine.gradients(self.inputs.unflat(pts), example)
             grad = torch.cat([g.reshape(g.shape[0], -1) for g in block.grads.values()], dim=1)
             self.scorer.evaluations += grad.shape[0]
-            for e in ex.unique().tolist():
+            for e in present:
                 g = grad[(ex == e).to(device)]
                 if self.b is not None:
                     g = g * (self.x[e] - self.b[e])
@@ -257,7 +260,9 @@ def coordinates(
         raise InputError("explanation", f"expected values for inputs {list(inputs.names)}, got {list(tensors)}")
     flat = torch.cat([v.reshape(inputs.batch, -1) for v in tensors.values()], dim=1).detach()
     if flat.shape != (inputs.batch, sum(inputs.sizes())):
-        raise InputError("explanation", f"expected {sum(inputs.sizes())} values per example, got shape {tuple(flat.shape)}")
+        raise InputError(
+            "explanation", f"expected {sum(inputs.sizes())} values per example, got shape {tuple(flat.shape)}"
+        )
     flat = flat.to(inputs.device).double()
     x = inputs.flat().double()
     if ref is not None:

@@ -135,7 +135,7 @@ def lime_kernel(z: torch.Tensor, width: float) -> torch.Tensor:
 
 
 def shapley_kernel(m: int, k: torch.Tensor) -> torch.Tensor:
-    """Shapley kernel weight of one coalition of size ``k`` among ``m``: ``(m-1) / (C(m,k) k (m-k))``; inf at 0 and m."""
+    """Shapley kernel weight of a coalition of size ``k`` among ``m``: ``(m-1) / (C(m,k) k (m-k))``, inf at 0 and m."""
     k = k.double()
     log_binom = torch.lgamma(torch.tensor(m + 1.0)) - torch.lgamma(k + 1) - torch.lgamma(m - k + 1)
     inner = (k > 0) & (k < m)
@@ -200,4 +200,6 @@ class LeaveOneOut:
 
 
 Neighbourhood = Union[Point, Gaussian, Uniform, StraightPath, BernoulliMasks, ShapleyCoalitions, LeaveOneOut]
-NEIGHBOURHOODS: tuple[type, ...] = (Point, Gaussian, Uniform, StraightPath, BernoulliMasks, ShapleyCoalitions, LeaveOneOut)
+NEIGHBOURHOODS: tuple[type, ...] = (
+    Point, Gaussian, Uniform, StraightPath, BernoulliMasks, ShapleyCoalitions, LeaveOneOut,
+)

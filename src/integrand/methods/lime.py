@@ -45,7 +45,9 @@ def lime(
     from ..lfa import fit
     from ..neighbourhoods import BernoulliMasks
 
-    hood = BernoulliMasks(n_samples=n_samples, p=p, kernel_width=kernel_width, baseline=baseline, feature_mask=feature_mask)
+    hood = BernoulliMasks(
+        n_samples=n_samples, p=p, kernel_width=kernel_width, baseline=baseline, feature_mask=feature_mask
+    )
     local = fit(
         model, inputs, hood, "squared", target, ridge=ridge, seed=seed,
         batch_size=batch_size, memory_budget=memory_budget, forward_kwargs=forward_kwargs,

@@ -14,7 +14,7 @@ import torch
 
 from ..baselines import BaselineSpec, make_baselines
 from ..errors import InputError
-from ..inputs import TENSOR_KEY, InputSet, Inputs, as_input_set
+from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set
 from ..result import Attribution
 from ..targets import TargetSpec
 from .perturb import Scorer, flat_baseline
@@ -31,7 +31,9 @@ def _per_input(spec: Any, inputs: InputSet, argument: str) -> dict[str, Any]:
         missing = [n for n in inputs.names if n not in spec]
         unknown = [k for k in spec if k not in inputs.tensors]
         if missing or unknown:
-            raise InputError(argument, f"expected one entry per input {list(inputs.names)}; missing {missing}, unknown {unknown}")
+            raise InputError(
+                argument, f"expected one entry per input {list(inputs.names)}; missing {missing}, unknown {unknown}"
+            )
         return {n: spec[n] for n in inputs.names}
     return {n: spec for n in inputs.names}
 
@@ -43,20 +45,26 @@ def _dims(argument: str, value: Any, shape: tuple[int, ...], allow_int: bool) ->
         raise InputError(argument, f"expected a tuple of {len(shape)} positive integers, got {value!r}")
     dims = tuple(value)
     if len(dims) != len(shape) or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in dims):
-        raise InputError(argument, f"expected {len(shape)} positive integers for per-example shape {shape}, got {value!r}")
+        raise InputError(
+            argument, f"expected {len(shape)} positive integers for per-example shape {shape}, got {value!r}"
+        )
     return dims
 
 
 class _Windows:
     """Window positions over one input: ``counts[d]`` starts per dim, ``start = k * stride``."""
 
-    def __init__(self, shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...], argument: str) -> None:
+    def __init__(
+        self, shape: tuple[int, ...], window: tuple[int, ...], strides: tuple[int, ...], argument: str
+    ) -> None:
         for size, w, s in zip(shape, window, strides):
             if w > size:
                 raise InputError(argument, f"window {window} is larger than the per-example shape {shape}")
             if s > w and w < size:
                 # A stride longer than the window would leave elements that no window covers.
-                raise InputError("strides", f"stride {strides} exceeds the window {window}: some elements would never be occluded")
+                raise InputError(
+                    "strides", f"stride {strides} exceeds the window {window}: some elements would never be occluded"
+                )
         self.shape, self.window, self.strides = shape, window, strides
         self.counts = tuple(math.ceil((size - w) / s) + 1 for size, w, s in zip(shape, window, strides))
         self.total = math.prod(self.counts)

@@ -73,7 +73,9 @@ def feature_groups(inputs: InputSet, feature_mask: FeatureMaskSpec, argument: st
             raise InputError(argument, f"named inputs need a mapping of masks, one per input {list(inputs.names)}")
         masks = {TENSOR_KEY: feature_mask}
     else:
-        raise InputError(argument, f"expected an integer tensor or a mapping of them, got {type(feature_mask).__name__}")
+        raise InputError(
+            argument, f"expected an integer tensor or a mapping of them, got {type(feature_mask).__name__}"
+        )
     rows = []
     for name, x in inputs.tensors.items():
         m = masks[name]
@@ -93,12 +95,13 @@ def feature_groups(inputs: InputSet, feature_mask: FeatureMaskSpec, argument: st
             raise InputError(where, "every element must belong to a feature group (found ids < 0)")
         rows.append(full.reshape(batch, -1).long())
     raw = torch.cat(rows, dim=1)
-    ids, counts = [], []
+    per_example: list[torch.Tensor] = []
+    counts: list[int] = []
     for b in range(batch):
         unique, inverse = torch.unique(raw[b], return_inverse=True)
-        ids.append(inverse)
+        per_example.append(inverse)
         counts.append(int(unique.numel()))
-    return FeatureGroups(ids=torch.stack(ids), counts=tuple(counts))
+    return FeatureGroups(ids=torch.stack(per_example), counts=tuple(counts))
 
 
 def resolve_seed(seed: int | None) -> int:
@@ -231,4 +234,5 @@ def _lstsq(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Minimum-norm least squares (SVD based, so rank-deficient systems are fine)."""
     if a.shape[0] == 0 or a.shape[1] == 0:
         return a.new_zeros(a.shape[1])
-    return torch.linalg.pinv(a, rtol=1e-12) @ b
+    solution: torch.Tensor = torch.linalg.pinv(a, rtol=1e-12) @ b
+    return solution
