@@ -66,6 +66,7 @@ class MiniLMSentiment(nn.Module):
 
     labels = LABELS
     multi_label = False
+    accepts_attention_mask = True
 
     def __init__(self, encoder: nn.Module, head: nn.Linear) -> None:
         super().__init__()

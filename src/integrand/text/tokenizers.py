@@ -105,7 +105,8 @@ class HFTokenizer:
         return str(self.tokenizer.convert_ids_to_tokens(int(token_id)))
 
     def encode(self, text: str) -> Encoding:
-        full = self.tokenizer(text, add_special_tokens=True, return_special_tokens_mask=True)
+        # verbose=False: the length check is ours; transformers would log its own warning.
+        full = self.tokenizer(text, add_special_tokens=True, return_special_tokens_mask=True, verbose=False)
         truncated = self.max_length is not None and len(full["input_ids"]) > self.max_length
         enc = (
             self.tokenizer(

@@ -1,0 +1,523 @@
+"""``TextExplainer``: token and word attributions of a text classifier, by layer IG at its embeddings.
+
+The texts are tokenized, padded internally to a common length (models that take an attention
+mask) or grouped by length (models that do not), and attributed at the embedding layer with
+``integrated_gradients(..., layer=embedding)``. Padding positions, and by default special tokens,
+keep their own token in the baseline, so their input-minus-baseline is exactly zero and so is
+their attribution; a text scores the same alone or in a batch.
+"""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from pathlib import Path
+from typing import Any, Sequence, Union, overload
+
+import torch
+from torch import nn
+
+from ..errors import InputError, MissingExtraError, ModelError
+from .result import TokenAttribution
+from .tokenizers import Encoding, TextTokenizer, as_text_tokenizer, check_text
+
+BaselineToken = Union[str, int]
+LabelSpec = Union[int, str, None]
+BASELINES = ("pad", "mask", "unk", "zero")
+SCORES = ("logit", "probability", "log-probability")
+METHODS = {"ig": "integrated_gradients", "integrated_gradients": "integrated_gradients"}
+BUILTIN_MODELS = ("toxicity", "minilm-sentiment")
+
+
+class TruncationWarning(UserWarning):
+    """A text had more tokens than the model accepts and was cut; the result says ``truncated=True``."""
+
+
+class _LabelScore:
+    """Score of one label per example: logit, probability or log-probability (sigmoid for multi-label models)."""
+
+    def __init__(self, index: torch.Tensor, transform: str, multi_label: bool) -> None:
+        self.index = index
+        self.transform = transform
+        self.multi_label = multi_label
+
+    def __call__(self, output: torch.Tensor) -> torch.Tensor:
+        if output.dim() != 2:
+            raise ModelError("model", f"expected logits [batch, labels], got shape {tuple(output.shape)}")
+        picked = output.gather(1, self.index.to(output.device)[:, None])[:, 0]
+        if self.transform == "logit":
+            return picked
+        if self.multi_label:
+            return torch.sigmoid(picked) if self.transform == "probability" else nn.functional.logsigmoid(picked)
+        norm = output.logsumexp(dim=1)
+        return (picked - norm).exp() if self.transform == "probability" else picked - norm
+
+    def select(self, example: torch.Tensor) -> _LabelScore:
+        return _LabelScore(self.index.to(example.device)[example], self.transform, self.multi_label)
+
+    def __repr__(self) -> str:
+        return f"label-{self.transform}"
+
+
+def _is_hf_model(model: Any) -> bool:
+    return type(model).__module__.startswith("transformers.") and hasattr(model, "config")
+
+
+def _find_embedding(model: nn.Module, embedding: nn.Module | str | None) -> tuple[str, nn.Module]:
+    from ..layers import resolve_layer
+
+    if embedding is not None:
+        return resolve_layer(model, embedding)
+    getter = getattr(model, "get_input_embeddings", None)
+    if callable(getter):
+        found = getter()
+        if isinstance(found, nn.Module):
+            return resolve_layer(model, found)
+    candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
+    if len(candidates) == 1:
+        return candidates[0]
+    names = [n for n, _ in candidates]
+    raise InputError("embedding", f"cannot tell which embedding layer to attribute (found {names or 'none'}); pass one")
+
+
+def _vocab_rows(model: nn.Module, module: nn.Module) -> int | None:
+    if isinstance(module, nn.Embedding):
+        return module.num_embeddings
+    getter = getattr(model, "get_input_embeddings", None)
+    found = getter() if callable(getter) else None
+    return found.num_embeddings if isinstance(found, nn.Embedding) else None
+
+
+def _labels(model: Any, labels: Sequence[str] | None) -> tuple[str, ...] | None:
+    if labels is not None:
+        return tuple(str(x) for x in labels)
+    own = getattr(model, "labels", None)
+    if isinstance(own, (tuple, list)) and all(isinstance(x, str) for x in own):
+        return tuple(own)
+    id2label = getattr(getattr(model, "config", None), "id2label", None)
+    if isinstance(id2label, dict) and id2label:
+        return tuple(str(id2label[i]) for i in sorted(id2label))
+    return None
+
+
+class TextExplainer:
+    """Explain a text classifier's predictions token by token.
+
+    Args:
+        model: a Hugging Face sequence classifier or any ``nn.Module`` mapping token ids
+            ``[batch, length]`` (and an attention mask, see ``attention_mask``) to logits ``[batch, labels]``.
+        tokenizer: a Hugging Face tokenizer, a ``TextTokenizer`` adapter, or a callable ``text -> ids``.
+        embedding: the embedding module (or its dotted name) whose output is attributed; default the
+            model's ``get_input_embeddings()`` or its only ``nn.Embedding``.
+        labels: label names; default the model's ``labels`` attribute or ``config.id2label``.
+        multi_label: independent sigmoid per label instead of a softmax; default from the model
+            (``multi_label`` attribute or ``config.problem_type``).
+        attention_mask: pass ``attention_mask=`` to the model so texts can be padded to a common length;
+            default True for Hugging Face models and models with ``accepts_attention_mask = True``.
+            Without it, texts are batched only with texts of equal token length.
+        max_length: the most tokens per text (longer texts are truncated with a ``TruncationWarning``);
+            default the tokenizer's ``model_max_length``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        *,
+        embedding: nn.Module | str | None = None,
+        labels: Sequence[str] | None = None,
+        multi_label: bool | None = None,
+        attention_mask: bool | None = None,
+        max_length: int | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise InputError("model", f"expected a torch.nn.Module, got {type(model).__name__}")
+        bad_length = isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1
+        if max_length is not None and bad_length:
+            raise InputError("max_length", f"expected an integer >= 1, got {max_length!r}")
+        self.model = model
+        self.tokenizer: TextTokenizer = as_text_tokenizer(tokenizer, max_length=max_length)
+        self.embedding_name, self.embedding = _find_embedding(model, embedding)
+        self.labels = _labels(model, labels)
+        if multi_label is None:
+            problem = getattr(getattr(model, "config", None), "problem_type", None)
+            multi_label = bool(getattr(model, "multi_label", problem == "multi_label_classification"))
+        self.multi_label = multi_label
+        if attention_mask is None:
+            attention_mask = _is_hf_model(model) or bool(getattr(model, "accepts_attention_mask", False))
+        self.attention_mask = attention_mask
+        self.vocab_rows = _vocab_rows(model, self.embedding)
+        if self.vocab_rows is not None and self.tokenizer.vocab_size > self.vocab_rows:
+            raise InputError(
+                "tokenizer",
+                f"the tokenizer has {self.tokenizer.vocab_size} tokens but the model's embedding "
+                f"{self.embedding_name!r} has {self.vocab_rows} rows: they do not belong to the same model",
+            )
+
+    @classmethod
+    def from_pretrained(
+        cls, name_or_path: str | Path, *, cache_dir: str | Path | None = None, **kwargs: Any
+    ) -> TextExplainer:
+        """An explainer for ``"toxicity"``, ``"minilm-sentiment"``, or a Hugging Face sequence classifier
+        (local directory or hub id, loaded with ``AutoModelForSequenceClassification.from_pretrained``)."""
+        name = str(name_or_path)
+        if name == "toxicity":
+            from .toxicity import load_toxicity
+
+            model, tok = load_toxicity()
+            return cls(model, tok, **kwargs)
+        if name == "minilm-sentiment":
+            from .minilm import load_minilm_sentiment
+
+            minilm, hf_tok, _ = load_minilm_sentiment(cache_dir)
+            return cls(minilm, hf_tok, **kwargs)
+        try:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        except ImportError:
+            raise MissingExtraError("transformers", "text") from None
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(name)
+            model = AutoModelForSequenceClassification.from_pretrained(name)
+        except (OSError, ValueError) as error:
+            raise InputError(
+                "model", f"cannot load {name!r} ({error}); expected one of {list(BUILTIN_MODELS)} or a model dir/hub id"
+            ) from None
+        return cls(model.eval(), tokenizer, **kwargs)
+
+    # ---------------------------------------------------------------- tokens
+
+    def encode(self, texts: Sequence[str]) -> list[Encoding]:
+        """Tokenize and check each text; warns (``TruncationWarning``) for texts cut to the maximum length."""
+        encodings = []
+        for i, text in enumerate(texts):
+            enc = self.tokenizer.encode(check_text(text, i))
+            if enc.content_tokens() == 0:
+                raise InputError("texts", f"text {i} ({text[:40]!r}) has no token in the model's vocabulary")
+            if self.vocab_rows is not None and max(enc.ids) >= self.vocab_rows:
+                raise InputError(
+                    "tokenizer",
+                    f"token id {max(enc.ids)} of text {i} is outside the model's embedding ({self.vocab_rows} rows): "
+                    "the tokenizer does not belong to this model",
+                )
+            if enc.truncated:
+                warnings.warn(
+                    f"text {i} is longer than the model's maximum of {len(enc)} tokens and was truncated; "
+                    "the result has truncated=True",
+                    TruncationWarning,
+                    stacklevel=3,
+                )
+            encodings.append(enc)
+        return encodings
+
+    def _pad(self, encodings: Sequence[Encoding]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ids, attention mask, padding mask and special mask, all [batch, length]."""
+        length = max(len(e) for e in encodings)
+        left = self.tokenizer.padding_side == "left"
+        rows: list[list[int]] = []
+        padding: list[list[bool]] = []
+        special: list[list[bool]] = []
+        for e in encodings:
+            extra = length - len(e)
+            fill_ids, fill_flags = [self.tokenizer.pad_id] * extra, [True] * extra
+            if left:
+                rows.append(fill_ids + list(e.ids))
+                padding.append(fill_flags + list(e.padding))
+                special.append([False] * extra + list(e.special))
+            else:
+                rows.append(list(e.ids) + fill_ids)
+                padding.append(list(e.padding) + fill_flags)
+                special.append(list(e.special) + [False] * extra)
+        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
+        ids = torch.tensor(rows, dtype=torch.long, device=device)
+        pad = torch.tensor(padding, dtype=torch.bool, device=device)
+        # Tokenizer-inserted padding (fixed-length models) is part of the model's input: unmasked.
+        added = torch.tensor([[i < length - len(e) if left else i >= len(e) for i in range(length)] for e in encodings],
+                             dtype=torch.bool, device=device)
+        return ids, (~added).long(), pad, torch.tensor(special, dtype=torch.bool, device=device)
+
+    def _groups(self, encodings: Sequence[Encoding], text_batch: int) -> list[list[int]]:
+        """Indices of texts attributed together: by length order, equal lengths only without a mask."""
+        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
+        groups: list[list[int]] = []
+        for i in order:
+            last = groups[-1] if groups else None
+            same = last is not None and (self.attention_mask or len(encodings[last[0]]) == len(encodings[i]))
+            if last is not None and same and len(last) < text_batch:
+                last.append(i)
+            else:
+                groups.append([i])
+        return groups
+
+    def _forward_kwargs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"attention_mask": mask} if self.attention_mask else {}
+
+    def _logits(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        from ..inputs import TENSOR_KEY, InputSet, call_model
+
+        with torch.no_grad():
+            inputs = InputSet({TENSOR_KEY: ids}, named=False)
+            return call_model(self.model, inputs, inputs.tensors, self._forward_kwargs(mask))
+
+    def _probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits) if self.multi_label else logits.softmax(dim=-1)
+
+    def predict(self, texts: str | Sequence[str]) -> torch.Tensor:
+        """Label probabilities ``[len(texts), labels]`` (softmax, or sigmoid for multi-label models)."""
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        encodings = self.encode(batch)
+        out = torch.empty(0)
+        for group in self._groups(encodings, 64):
+            ids, mask, _, _ = self._pad([encodings[i] for i in group])
+            probs = self._probabilities(self._logits(ids, mask)).detach().cpu()
+            if out.numel() == 0:
+                out = torch.empty(len(batch), probs.shape[1], dtype=probs.dtype)
+            out[torch.tensor(group)] = probs
+        return out
+
+    # ---------------------------------------------------------------- targets and baselines
+
+    def _label_names(self, count: int) -> tuple[str, ...]:
+        if self.labels is None:
+            return tuple(f"LABEL_{i}" for i in range(count))
+        if len(self.labels) != count:
+            names = list(self.labels)
+            raise ModelError("model", f"the model has {count} outputs but {len(names)} labels: {names}")
+        return self.labels
+
+    def _target_index(self, spec: LabelSpec, labels: tuple[str, ...], predicted: int) -> int:
+        if spec is None:
+            return predicted
+        if isinstance(spec, bool):
+            raise InputError("target", "expected a label name, a label index or None, got a bool")
+        if isinstance(spec, int):
+            if not 0 <= spec < len(labels):
+                raise InputError("target", f"label index {spec} out of range for {len(labels)} labels {list(labels)}")
+            return spec
+        if isinstance(spec, str):
+            if spec in labels:
+                return labels.index(spec)
+            close = difflib.get_close_matches(spec, labels, n=3, cutoff=0.5)
+            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+            raise InputError("target", f"unknown label {spec!r}; the model's labels are {list(labels)}{hint}")
+        raise InputError("target", f"expected a label name, a label index or None, got {type(spec).__name__}")
+
+    def _baseline_id(self, baseline: BaselineToken) -> int | None:
+        """The token id replacing content tokens in the baseline (None: zero embedding)."""
+        if isinstance(baseline, bool):
+            raise InputError("baseline", "expected a baseline name or a token id, got a bool")
+        if isinstance(baseline, int):
+            limit = self.vocab_rows if self.vocab_rows is not None else self.tokenizer.vocab_size
+            if not 0 <= baseline < limit:
+                raise InputError("baseline", f"token id {baseline} is outside the vocabulary (0..{limit - 1})")
+            return baseline
+        if baseline == "zero":
+            return None
+        if baseline == "pad":
+            return self.tokenizer.pad_id
+        if baseline in ("mask", "unk"):
+            found = self.tokenizer.mask_id if baseline == "mask" else self.tokenizer.unk_id
+            if found is None:
+                raise InputError("baseline", f"the tokenizer has no {baseline} token; use 'pad', 'zero' or a token id")
+            return found
+        raise InputError("baseline", f"unknown baseline {baseline!r}; expected one of {list(BASELINES)} or a token id")
+
+    # ---------------------------------------------------------------- attribution
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # a str is also a Sequence[str]
+        self,
+        texts: str,
+        target: LabelSpec | Sequence[LabelSpec] = ...,
+        *,
+        method: str = ...,
+        baseline: BaselineToken = ...,
+        keep_special: bool = ...,
+        score: str = ...,
+        steps: int | None = ...,
+        rule: str = ...,
+        tol: float | None = ...,
+        max_steps: int = ...,
+        atol: float = ...,
+        batch_size: int | None = ...,
+        memory_budget: int | None = ...,
+        text_batch: int = ...,
+    ) -> TokenAttribution: ...
+
+    @overload
+    def __call__(
+        self,
+        texts: Sequence[str],
+        target: LabelSpec | Sequence[LabelSpec] = ...,
+        *,
+        method: str = ...,
+        baseline: BaselineToken = ...,
+        keep_special: bool = ...,
+        score: str = ...,
+        steps: int | None = ...,
+        rule: str = ...,
+        tol: float | None = ...,
+        max_steps: int = ...,
+        atol: float = ...,
+        batch_size: int | None = ...,
+        memory_budget: int | None = ...,
+        text_batch: int = ...,
+    ) -> list[TokenAttribution]: ...
+
+    def __call__(
+        self,
+        texts: str | Sequence[str],
+        target: LabelSpec | Sequence[LabelSpec] = None,
+        *,
+        method: str = "ig",
+        baseline: BaselineToken = "pad",
+        keep_special: bool = True,
+        score: str = "logit",
+        steps: int | None = None,
+        rule: str = "gauss-legendre",
+        tol: float | None = None,
+        max_steps: int = 1025,
+        atol: float = 0.0,
+        batch_size: int | None = None,
+        memory_budget: int | None = None,
+        text_batch: int = 16,
+    ) -> TokenAttribution | list[TokenAttribution]:
+        """Attribute each text's score for ``target`` to its tokens.
+
+        Args:
+            texts: one text (returns one result) or a sequence of texts (returns a list).
+            target: a label name or index, None for the predicted label, or one of those per text.
+            method: "ig" (integrated gradients at the embedding layer).
+            baseline: the token that replaces each content token in the baseline: "pad" (default),
+                "mask", "unk", a token id, or "zero" for an all-zero embedding.
+            keep_special: keep special tokens ([CLS], [SEP], <s>, ...) as themselves in the baseline.
+            score: what is attributed: "logit" (default), "probability" or "log-probability"
+                (sigmoid-based for multi-label models).
+            steps, rule, tol, max_steps, atol, batch_size, memory_budget: as for ``integrated_gradients``.
+            text_batch: texts attributed together in one call (padded to a common length).
+        """
+        single = isinstance(texts, str)
+        batch = [texts] if isinstance(texts, str) else list(texts)
+        if not batch:
+            raise InputError("texts", "no texts given")
+        if method not in METHODS:
+            raise InputError("method", f"unknown method {method!r}; the text explainer supports {sorted(METHODS)}")
+        if score not in SCORES:
+            raise InputError("score", f"unknown score {score!r}; expected one of {list(SCORES)}")
+        if isinstance(text_batch, bool) or not isinstance(text_batch, int) or text_batch < 1:
+            raise InputError("text_batch", f"expected an integer >= 1, got {text_batch!r}")
+        if self.model.training:
+            raise ModelError("model", "is in training mode (dropout would make attributions random); call model.eval()")
+        if isinstance(target, (list, tuple)):
+            if len(target) != len(batch):
+                raise InputError("target", f"got {len(target)} targets for {len(batch)} texts")
+            targets: list[LabelSpec] = list(target)
+        else:
+            targets = [target] * len(batch)  # type: ignore[list-item]
+        base_id = self._baseline_id(baseline)
+        encodings = self.encode(batch)
+        ig_params: dict[str, Any] = {
+            "steps": steps, "rule": rule, "tol": tol, "max_steps": max_steps, "atol": atol,
+            "batch_size": batch_size, "memory_budget": memory_budget,
+        }
+        results: list[TokenAttribution | None] = [None] * len(batch)
+        for group in self._groups(encodings, text_batch):
+            for i, result in zip(group, self._attribute_group(
+                [batch[i] for i in group], [encodings[i] for i in group], [targets[i] for i in group],
+                base_id=base_id, baseline=baseline, keep_special=keep_special, score=score, ig_params=ig_params,
+            )):
+                results[i] = result
+        done = [r for r in results if r is not None]
+        return done[0] if single else done
+
+    def _attribute_group(
+        self,
+        texts: list[str],
+        encodings: list[Encoding],
+        targets: list[LabelSpec],
+        *,
+        base_id: int | None,
+        baseline: BaselineToken,
+        keep_special: bool,
+        score: str,
+        ig_params: dict[str, Any],
+    ) -> list[TokenAttribution]:
+        from ..methods.integrated_gradients import integrated_gradients
+
+        ids, mask, padding, special = self._pad(encodings)
+        logits = self._logits(ids, mask)
+        labels = self._label_names(logits.shape[1])
+        predicted = logits.argmax(dim=1).tolist()
+        index = torch.tensor([self._target_index(t, labels, p) for t, p in zip(targets, predicted)], device=ids.device)
+        fixed = padding | special if keep_special else padding
+        kwargs = self._forward_kwargs(mask)
+        layer_baseline: dict[str, Any]
+        if base_id is None:
+            activation = self._activation(ids, kwargs)
+            layer_baseline = {"baseline": activation * fixed.unsqueeze(-1).to(activation.dtype)}
+        else:
+            layer_baseline = {"input_baseline": torch.where(fixed, ids, torch.full_like(ids, base_id))}
+        attribution = integrated_gradients(
+            self.model,
+            ids,
+            _LabelScore(index, score, self.multi_label),
+            layer=self.embedding,
+            forward_kwargs=kwargs,
+            **layer_baseline,
+            **ig_params,
+        )
+        values = attribution.values
+        assert isinstance(values, torch.Tensor)
+        token_scores = values.reshape(values.shape[0], values.shape[1], -1).sum(dim=-1).detach().cpu()
+        assert attribution.delta is not None and attribution.score_baseline is not None
+        probs = self._probabilities(logits).detach().cpu()
+        baseline_name = (
+            "zero-embedding" if base_id is None else baseline if isinstance(baseline, str) else f"id {base_id}"
+        )
+        params = {k: v for k, v in ig_params.items() if v is not None}
+        params.update({"keep_special": keep_special, "embedding": self.embedding_name})
+        out = []
+        for b, (text, enc) in enumerate(zip(texts, encodings)):
+            keep = (~padding[b]).cpu()
+            row_scores = token_scores[b][keep]
+            word_ids = tuple(w for w, p in zip(enc.word_ids, enc.padding) if not p)
+            word_scores = torch.zeros(len(enc.words), dtype=row_scores.dtype)
+            for pos, w in enumerate(word_ids):
+                if w is not None:
+                    word_scores[w] += row_scores[pos]
+            out.append(
+                TokenAttribution(
+                    text=text,
+                    tokens=tuple(t for t, p in zip(enc.tokens, enc.padding) if not p),
+                    token_ids=ids[b][keep.to(ids.device)].cpu(),
+                    scores=row_scores,
+                    special=special[b][keep.to(ids.device)].cpu(),
+                    word_ids=word_ids,
+                    words=enc.words,
+                    word_scores=word_scores,
+                    labels=labels,
+                    probabilities=probs[b],
+                    multi_label=self.multi_label,
+                    target=labels[int(index[b])],
+                    score=score,
+                    score_input=float(attribution.score_input[b]),
+                    score_baseline=float(attribution.score_baseline[b]),
+                    delta=float(attribution.delta[b]),
+                    steps=int(attribution.steps[b]),
+                    converged=bool(attribution.converged[b]),
+                    truncated=enc.truncated,
+                    method="integrated_gradients",
+                    baseline=baseline_name,
+                    params=params,
+                )
+            )
+        return out
+
+    def _activation(self, ids: torch.Tensor, kwargs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The embedding layer's output at ``ids`` (for the zero-embedding baseline)."""
+        from ..inputs import TENSOR_KEY, InputSet, call_model
+        from ..layers import LayerSpec, run_to_layer
+
+        inputs = InputSet({TENSOR_KEY: ids}, named=False)
+        spec = LayerSpec(self.embedding_name, self.embedding)
+        with torch.no_grad():
+            return run_to_layer(spec, lambda: call_model(self.model, inputs, inputs.tensors, kwargs)).detach()

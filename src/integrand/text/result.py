@@ -1,0 +1,150 @@
+"""``TokenAttribution``: the attribution of one text, per token and per word, with its trust numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from ..errors import InputError
+
+FORMAT = "integrand.TokenAttribution"
+FORMAT_VERSION = 1
+_TENSORS = ("token_ids", "scores", "special", "word_scores", "probabilities")
+
+
+@dataclass(frozen=True)
+class TokenAttribution:
+    """Attribution of one text to its tokens (padding excluded; it always gets exactly zero).
+
+    ``scores[i]`` is token i's attribution summed over the embedding dimension; ``word_scores[w]``
+    sums the sub-word pieces of word ``w`` (``word_ids[i]`` is token i's word, None for special
+    tokens). ``delta`` is the completeness error ``(score_input - score_baseline) - sum(scores)``.
+    """
+
+    kind: ClassVar[str] = "tokens"
+
+    text: str
+    tokens: tuple[str, ...]
+    token_ids: torch.Tensor
+    scores: torch.Tensor
+    special: torch.Tensor
+    word_ids: tuple[int | None, ...]
+    words: tuple[str, ...]
+    word_scores: torch.Tensor
+    labels: tuple[str, ...]
+    probabilities: torch.Tensor
+    multi_label: bool
+    target: str
+    score: str
+    score_input: float
+    score_baseline: float
+    delta: float
+    steps: int
+    converged: bool
+    truncated: bool
+    method: str
+    baseline: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def predicted(self) -> str:
+        """The most probable label."""
+        return self.labels[int(self.probabilities.argmax())]
+
+    @property
+    def relative_error(self) -> float:
+        """``|delta| / |score_input - score_baseline|``."""
+        scale = abs(self.score_input - self.score_baseline)
+        return abs(self.delta) / scale if scale > 0 else (0.0 if self.delta == 0 else math.inf)
+
+    def top_words(self, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` words with the largest attribution (most positive first)."""
+        order = self.word_scores.argsort(descending=True)[:k].tolist()
+        return [(self.words[i], float(self.word_scores[i])) for i in order]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data (tensors as lists)."""
+        return {
+            "text": self.text,
+            "tokens": list(self.tokens),
+            "token_ids": self.token_ids.tolist(),
+            "scores": self.scores.tolist(),
+            "special": self.special.tolist(),
+            "word_ids": list(self.word_ids),
+            "words": list(self.words),
+            "word_scores": self.word_scores.tolist(),
+            "labels": list(self.labels),
+            "probabilities": self.probabilities.tolist(),
+            "multi_label": self.multi_label,
+            "predicted": self.predicted,
+            "target": self.target,
+            "score": self.score,
+            "score_input": self.score_input,
+            "score_baseline": self.score_baseline,
+            "delta": self.delta,
+            "relative_error": self.relative_error,
+            "steps": self.steps,
+            "converged": self.converged,
+            "truncated": self.truncated,
+            "method": self.method,
+            "baseline": self.baseline,
+            "params": self.params,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.safetensors`` file: the tensors plus JSON metadata (never pickle)."""
+        from safetensors.torch import save_file
+
+        data = self.to_dict()
+        meta = {k: v for k, v in data.items() if k not in _TENSORS and k not in ("predicted", "relative_error")}
+        meta.update({"format": FORMAT, "version": FORMAT_VERSION})
+        tensors = {k: getattr(self, k).detach().cpu().contiguous() for k in _TENSORS}
+        path = Path(path)
+        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> TokenAttribution:
+        """Read a file written by :meth:`save`."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("integrand")
+            if raw is None:
+                raise InputError("path", f"{path} is not an integrand result file")
+            meta = json.loads(raw)
+            if meta.get("format") != FORMAT:
+                raise InputError("path", f"{path} holds {meta.get('format')!r}, not a TokenAttribution")
+            if meta.get("version") != FORMAT_VERSION:
+                raise InputError("path", f"{path} has format version {meta.get('version')}; expected {FORMAT_VERSION}")
+            tensors = {k: fh.get_tensor(k) for k in _TENSORS}
+        del meta["format"], meta["version"]
+        for key in ("tokens", "word_ids", "words", "labels"):
+            meta[key] = tuple(meta[key])
+        return cls(**meta, **tensors)
+
+    def to_html(self, *, title: str | None = None) -> str:
+        """A self-contained HTML fragment: tokens coloured by score (every token escaped)."""
+        from .views import token_html
+
+        return token_html(self, title=title)
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def to_rich(self) -> Any:
+        """A ``rich`` renderable: the coloured text plus the top words and the trust numbers."""
+        from .views import token_rich
+
+        return token_rich(self)
+
+    def print(self, console: Any = None) -> None:
+        """Print the coloured view to the terminal (``rich``)."""
+        from .views import print_rich
+
+        print_rich(self, console)
