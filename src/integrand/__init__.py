@@ -14,6 +14,7 @@ from .methods.lime import lime
 from .methods.occlusion import occlusion
 from .quadrature import RULES, Rule, make_rule
 from .result import Attribution
+from .text import TextExplainer, TokenAttribution
 
 __version__ = "0.1.0"
 
@@ -39,4 +40,6 @@ __all__ = [
     "make_rule",
     "methods",
     "targets",
+    "TextExplainer",
+    "TokenAttribution",
 ]

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..errors import IntegrandError
 
-COMMANDS: tuple[str, ...] = ("demo",)
+COMMANDS: tuple[str, ...] = ("demo", "serve", "explain")
 
 
 def build_parser() -> argparse.ArgumentParser:

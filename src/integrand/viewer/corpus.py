@@ -1,0 +1,180 @@
+"""Corpus runs for the viewer: Parquet shards queried in place with DuckDB (read-only, fixed SQL).
+
+A run stores one row per token. The viewer needs ``doc_id``, ``token`` and ``score``; it uses
+``position``, ``predicted_label``/``prediction``, ``gold_label``/``label`` and
+``relative_error``/``completeness_error`` when present. Column names come from a fixed list of
+candidates, and shard paths travel as query parameters, so nothing from the files becomes SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import InputError, MissingExtraError
+from .files import CORPUS_MANIFEST, ResultsDir
+from .schema import CorpusSummary, CueRow, DocumentRow, num
+from .store import Filters
+
+REQUIRED = ("doc_id", "token", "score")
+CANDIDATES: dict[str, tuple[str, ...]] = {
+    "position": ("position",),
+    "prediction": ("predicted_label", "prediction", "predicted"),
+    "label": ("gold_label", "label"),
+    "error": ("relative_error", "completeness_error"),
+}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which stored column plays each role (``None`` when the run does not have it)."""
+
+    position: str | None
+    prediction: str | None
+    label: str | None
+    error: str | None
+
+    def sql(self, role: str, cast: str = "VARCHAR") -> str:
+        column = getattr(self, role)
+        return "NULL" if column is None else f'CAST("{column}" AS {cast})'
+
+
+def _duckdb() -> Any:
+    try:
+        import duckdb
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingExtraError("duckdb", "store") from exc
+    return duckdb
+
+
+class CorpusRun:
+    """One run folder: its shards, manifest and column roles."""
+
+    def __init__(self, results: ResultsDir, run: str) -> None:
+        self.run = run
+        self.shards = results.shards(run)
+        base = results.root if run == "." else results.resolve(run, directory=True)
+        self.base: Path | None = base
+        self.con = _duckdb().connect(":memory:")
+        self.con.execute("SET threads TO 1")
+        self.columns_all: list[str] = []
+        if self.shards:
+            try:
+                self.columns_all = self._columns()
+            except InputError:
+                self.con.close()
+                raise
+        missing = [c for c in REQUIRED if c not in self.columns_all]
+        if self.shards and missing:
+            self.con.close()
+            raise InputError("run", f"{run}: shards lack the columns {missing}")
+        present = {role: next((c for c in names if c in self.columns_all), None) for role, names in CANDIDATES.items()}
+        self.roles = Columns(**present)
+
+    def _query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        try:
+            rows = self.con.execute(f"WITH t AS (SELECT * FROM read_parquet(?)) {sql}", [self.shards, *(params or [])])
+            return [tuple(r) for r in rows.fetchall()]
+        except _duckdb().Error as exc:  # corrupt or foreign shards: a clear message, not a crash
+            raise InputError("run", f"{self.run}: cannot read the shards ({type(exc).__name__})") from exc
+
+    def _columns(self) -> list[str]:
+        try:
+            cursor = self.con.execute("SELECT * FROM read_parquet(?) LIMIT 0", [self.shards])
+        except _duckdb().Error as exc:
+            raise InputError("run", f"{self.run}: cannot read the shards ({type(exc).__name__})") from exc
+        return [str(d[0]) for d in cursor.description or []]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def manifest(self) -> dict[str, str]:
+        path = None if self.base is None else self.base / CORPUS_MANIFEST
+        if path is None or not path.is_file() or path.is_symlink():
+            return {}
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {"error": "unreadable manifest.json"}
+        if not isinstance(data, dict):
+            return {}
+        return {str(k): v if isinstance(v, str) else json.dumps(v, default=str) for k, v in data.items()}
+
+    def class_column(self) -> str | None:
+        return self.roles.prediction or self.roles.label
+
+    def summary(self) -> CorpusSummary:
+        if not self.shards:
+            return CorpusSummary(path=self.run, shards=0, manifest=self.manifest(), error="no Parquet shards yet")
+        (docs, tokens), = self._query("SELECT count(DISTINCT doc_id), count(*) FROM t")
+        classes: list[str] = []
+        cls = self.class_column()
+        if cls is not None:
+            rows = self._query(f'SELECT DISTINCT CAST("{cls}" AS VARCHAR) AS c FROM t WHERE c IS NOT NULL ORDER BY c')
+            classes = [str(r[0]) for r in rows]
+        return CorpusSummary(
+            path=self.run, shards=len(self.shards), documents=int(docs), tokens=int(tokens), classes=classes,
+            manifest=self.manifest(), columns=self.columns_all,
+        )
+
+    def _documents_sql(self) -> str:
+        order = f' ORDER BY "{self.roles.position}"' if self.roles.position else ""
+        return (
+            "SELECT CAST(doc_id AS VARCHAR) AS doc_id, "
+            f"any_value({self.roles.sql('label')}) AS label, any_value({self.roles.sql('prediction')}) AS prediction, "
+            f"max({self.roles.sql('error', 'DOUBLE')}) AS err, count(*) AS n, "
+            f"string_agg(CAST(token AS VARCHAR), ' '{order}) AS preview "
+            "FROM t GROUP BY 1"
+        )
+
+    def documents(self, filters: Filters, limit: int, offset: int) -> tuple[int, list[DocumentRow]]:
+        where = ["TRUE"]
+        params: list[Any] = []
+        for column, value in (("label", filters.label), ("prediction", filters.prediction)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if filters.min_error is not None:
+            where.append("err >= ?")
+            params.append(filters.min_error)
+        if filters.max_error is not None:
+            where.append("err <= ?")
+            params.append(filters.max_error)
+        base = f"SELECT * FROM ({self._documents_sql()}) WHERE {' AND '.join(where)}"
+        (total,), = self._query(f"SELECT count(*) FROM ({base})", params)
+        rows = self._query(f"{base} ORDER BY doc_id LIMIT ? OFFSET ?", [*params, limit, offset])
+        return int(total), [
+            DocumentRow(doc_id=r[0], label=r[1], prediction=r[2], relative_error=num(r[3]), tokens=int(r[4]),
+                        preview=(r[5] or "")[:200])
+            for r in rows
+        ]
+
+    def document(self, doc_id: str) -> tuple[list[str], list[float | None]]:
+        # Without a position column, the shards' own row order is the token order.
+        order = f' ORDER BY "{self.roles.position}"' if self.roles.position else ""
+        rows = self._query(
+            f"SELECT CAST(token AS VARCHAR), CAST(score AS DOUBLE) FROM t WHERE CAST(doc_id AS VARCHAR) = ?{order}",
+            [doc_id],
+        )
+        return [str(r[0]) for r in rows], [num(r[1]) for r in rows]
+
+    def cues(self, top: int, min_df: int, cls: str | None) -> tuple[str, list[CueRow]]:
+        """Per class, the tokens with the highest mean attribution among tokens seen in >= ``min_df`` documents."""
+        column = self.class_column()
+        if column is None:
+            raise InputError("run", f"{self.run}: no predicted or gold label column to group by")
+        where, params = ("WHERE c = ?", [cls]) if cls is not None else ("", [])
+        sql = (
+            f'SELECT * FROM (SELECT c, token, m, s, df, row_number() OVER (PARTITION BY c ORDER BY m DESC, token) AS r '
+            f'FROM (SELECT CAST("{column}" AS VARCHAR) AS c, CAST(token AS VARCHAR) AS token, avg(score) AS m, '
+            "sum(score) AS s, count(DISTINCT doc_id) AS df FROM t GROUP BY 1, 2 HAVING count(DISTINCT doc_id) >= ?) "
+            f"{where}) WHERE r <= ? AND c IS NOT NULL ORDER BY c, r"
+        )
+        rows = self._query(sql, [min_df, *params, top])
+        return column, [
+            CueRow(cls=r[0], token=r[1], mean_score=num(r[2]), total_score=num(r[3]), documents=int(r[4]),
+                   rank=int(r[5]))
+            for r in rows
+        ]

@@ -1,0 +1,315 @@
+// integrand viewer: plain DOM, no build step. All data reaches the page through textContent,
+// attribute setters or element.style — never innerHTML — so tokens and file names cannot inject markup.
+"use strict";
+
+const state = { filters: {}, selected: null };
+
+function el(tag, props, children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props || {})) {
+    if (key === "text") node.textContent = value;
+    else if (key === "className") node.className = value;
+    else if (key === "onclick") node.addEventListener("click", value);
+    else node.setAttribute(key, String(value));
+  }
+  for (const child of children || []) if (child) node.appendChild(child);
+  return node;
+}
+
+function clear(node) {
+  while (node.firstChild) node.removeChild(node.firstChild);
+  return node;
+}
+
+function fmt(x) {
+  if (x === null || x === undefined) return "n/a";
+  const a = Math.abs(x);
+  return a !== 0 && (a < 1e-3 || a >= 1e4) ? x.toExponential(2) : x.toPrecision(4).replace(/\.?0+$/, "");
+}
+
+async function api(path, params) {
+  const url = new URL(path, window.location.origin);
+  for (const [k, v] of Object.entries(params || {})) if (v !== "" && v !== null && v !== undefined) url.searchParams.set(k, v);
+  const response = await fetch(url);
+  const body = await response.json();
+  if (!response.ok) throw new Error(typeof body.detail === "string" ? body.detail : response.statusText);
+  return body;
+}
+
+// Same blue-white-red scale as integrand.viz.color.diverging_rgb, limits symmetric around zero.
+function diverging(value, limit) {
+  if (value === null || value === undefined) return "transparent";
+  const t = Math.max(-1, Math.min(1, value / (limit || 1)));
+  const pos = Math.max(t, 0), neg = Math.max(-t, 0);
+  const c = (x) => Math.round(255 * x);
+  return `rgb(${c(1 - neg * 0.8)},${c(1 - (pos + neg) * 0.8)},${c(1 - pos * 0.8)})`;
+}
+
+function pngSrc(b64) {
+  // Only base64 from the API becomes an image source; anything else is dropped.
+  return /^[A-Za-z0-9+/=]+$/.test(b64 || "") ? "data:image/png;base64," + b64 : "";
+}
+
+function legend(limit) {
+  return el("div", { className: "legend" }, [
+    el("span", { text: "-" + fmt(limit) }), el("span", { className: "scale" }), el("span", { text: "+" + fmt(limit) }),
+  ]);
+}
+
+function filterParams() {
+  const form = document.getElementById("filters");
+  const out = {};
+  for (const [k, v] of new FormData(form).entries()) if (v !== "") out[k] = v;
+  return out;
+}
+
+function fillSelect(select, values) {
+  const current = select.value;
+  clear(select).appendChild(el("option", { value: "", text: "any" }));
+  for (const v of values) select.appendChild(el("option", { value: v, text: v }));
+  select.value = values.includes(current) ? current : "";
+}
+
+// ---------- panels ----------
+
+function imagePanel(p) {
+  const imgs = [el("img", { className: "heat", alt: p.name + " heatmap", src: pngSrc(p.heatmap_png) })];
+  if (p.overlay_png) imgs.push(el("img", { className: "heat", alt: p.name + " overlay", src: pngSrc(p.overlay_png) }));
+  return el("div", { "data-panel": "image" }, [...imgs, legend(p.limit)]);
+}
+
+function tokenPanel(p) {
+  const box = el("div", { className: "tokens", "data-panel": "tokens" });
+  p.tokens.forEach((tok, i) => {
+    const span = el("span", { className: "tok", text: tok, title: fmt(p.scores[i]) });
+    span.style.backgroundColor = diverging(p.scores[i], p.limit);
+    box.appendChild(span);
+  });
+  return el("div", {}, [box, legend(p.limit)]);
+}
+
+function matrixPanel(p) {
+  const table = el("table", { "data-panel": "matrix" });
+  const head = el("tr", {}, [el("th")]);
+  for (const s of p.sources) head.appendChild(el("th", { className: "src", text: s }));
+  table.appendChild(head);
+  p.targets.forEach((t, i) => {
+    const row = el("tr", {}, [el("th", { text: t })]);
+    p.values[i].forEach((v) => {
+      const cell = el("td", { className: "cell", title: fmt(v) });
+      cell.style.backgroundColor = diverging(v, p.limit);
+      row.appendChild(cell);
+    });
+    table.appendChild(row);
+  });
+  return el("div", {}, [table, legend(p.limit)]);
+}
+
+function featurePanel(p) {
+  const order = p.features.map((_, i) => i).sort((a, b) => Math.abs(p.scores[b] || 0) - Math.abs(p.scores[a] || 0));
+  const table = el("table", { "data-panel": "features" }, [
+    el("tr", {}, [el("th", { text: "feature" }), el("th", { text: p.name }), el("th")]),
+  ]);
+  for (const i of order.slice(0, 25)) {
+    const v = p.scores[i];
+    const bar = el("span", { className: "bar" });
+    bar.style.width = `${Math.round((100 * Math.abs(v || 0)) / (p.limit || 1))}px`;
+    bar.style.backgroundColor = v > 0 ? "#c33" : "#36c";
+    table.appendChild(el("tr", {}, [el("td", { text: p.features[i] }), el("td", { className: "num", text: fmt(v) }), el("td", {}, [bar])]));
+  }
+  return table;
+}
+
+function seriesPanel(p) {
+  const ns = "http://www.w3.org/2000/svg";
+  const box = el("div", { "data-panel": "series" });
+  const width = 480, height = 60;
+  p.channels.forEach((name, c) => {
+    const values = p.values[c];
+    const dx = width / values.length;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("width", width);
+    svg.setAttribute("height", height);
+    values.forEach((v, i) => {
+      const rect = document.createElementNS(ns, "rect");
+      rect.setAttribute("x", i * dx);
+      rect.setAttribute("width", dx + 0.05);
+      rect.setAttribute("height", height);
+      rect.setAttribute("fill", diverging(v, p.limit));
+      svg.appendChild(rect);
+    });
+    if (p.signal) {
+      const s = p.signal[c].map((v) => v || 0);
+      const lo = Math.min(...s), hi = Math.max(...s), span = hi - lo || 1;
+      const line = document.createElementNS(ns, "polyline");
+      line.setAttribute("points", s.map((v, i) => `${(i + 0.5) * dx},${height - 4 - ((height - 8) * (v - lo)) / span}`).join(" "));
+      line.setAttribute("fill", "none");
+      line.setAttribute("stroke", "#222");
+      svg.appendChild(line);
+    }
+    box.appendChild(el("div", { className: "panel-name", text: name }));
+    box.appendChild(svg);
+  });
+  box.appendChild(legend(p.limit));
+  return box;
+}
+
+const PANELS = { image: imagePanel, tokens: tokenPanel, matrix: matrixPanel, features: featurePanel, series: seriesPanel };
+
+function infoLine(info) {
+  const parts = [`example ${info.index}`];
+  if (info.label !== null) parts.push(`label ${info.label}`);
+  if (info.prediction !== null) parts.push(`prediction ${info.prediction}`);
+  if (info.score !== null) parts.push(`score ${fmt(info.score)}`);
+  parts.push(`rel. error ${fmt(info.relative_error)}`);
+  if (info.steps !== null) parts.push(`steps ${info.steps}`);
+  const div = el("div", { className: "info", text: parts.join(", ") });
+  if (info.converged === false) div.appendChild(el("span", { className: "bad", text: "  not converged" }));
+  return div;
+}
+
+// ---------- pages ----------
+
+async function showResult(path) {
+  const detail = clear(document.getElementById("detail"));
+  const data = await api("/api/results/" + path.split("/").map(encodeURIComponent).join("/"), filterParams());
+  const s = data.summary;
+  detail.appendChild(el("h2", { text: s.title || s.path }));
+  detail.appendChild(el("div", { className: "muted", text: `${s.path} · ${s.method} · ${s.kind} · ${s.examples.length} of ${s.total_examples} examples shown` }));
+  const params = Object.entries(data.params).map(([k, v]) => `${k}=${v}`).join("  ");
+  detail.appendChild(el("div", { className: "muted", text: params }));
+  for (const ex of data.examples) {
+    const card = el("div", { className: "card", "data-example": ex.info.index }, [infoLine(ex.info)]);
+    for (const p of ex.panels) {
+      card.appendChild(el("div", { className: "panel" }, [el("div", { className: "panel-name", text: p.name }), PANELS[p.type](p)]));
+    }
+    detail.appendChild(card);
+  }
+  if (!data.examples.length) detail.appendChild(el("p", { className: "muted", text: "No example passes the filters." }));
+}
+
+function docTable(run, table) {
+  const out = el("table", { id: "documents" }, [
+    el("tr", {}, ["document", "label", "prediction", "rel. error", "tokens", "text"].map((h) => el("th", { text: h }))),
+  ]);
+  for (const r of table.rows) {
+    const row = el("tr", { className: "doc", "data-doc": r.doc_id }, [
+      el("td", { text: r.doc_id }), el("td", { text: r.label ?? "" }), el("td", { text: r.prediction ?? "" }),
+      el("td", { className: "num", text: fmt(r.relative_error) }), el("td", { className: "num", text: String(r.tokens) }),
+      el("td", { text: r.preview }),
+    ]);
+    row.addEventListener("click", () => showDocument(run, r.doc_id));
+    out.appendChild(row);
+  }
+  return out;
+}
+
+async function showDocument(run, docId) {
+  const box = clear(document.getElementById("document"));
+  const panel = await api("/api/corpus/document", { run, doc_id: docId });
+  box.appendChild(el("h3", { text: panel.name }));
+  box.appendChild(tokenPanel(panel));
+}
+
+async function showCorpus(run) {
+  const detail = clear(document.getElementById("detail"));
+  const f = filterParams();
+  delete f.kind;
+  const table = await api("/api/corpus/documents", { run, ...f });
+  const c = table.corpus;
+  detail.appendChild(el("h2", { text: c.path }));
+  detail.appendChild(el("div", { className: "muted", text: `${c.documents} documents · ${c.tokens} tokens · ${c.shards} shards · classes: ${c.classes.join(", ")}` }));
+  const manifest = Object.entries(c.manifest).map(([k, v]) => `${k}=${v}`).join("  ");
+  if (manifest) detail.appendChild(el("div", { className: "muted", text: manifest }));
+  detail.appendChild(el("h3", { text: `Documents (${table.total} pass the filters)` }));
+  detail.appendChild(docTable(run, table));
+  detail.appendChild(el("div", { id: "document" }));
+  const cues = await api("/api/corpus/cues", { run, top: 10 });
+  detail.appendChild(el("h3", { text: `Lexical cues per class (by ${cues.by}, highest mean attribution)` }));
+  const cueTable = el("table", { id: "cues" }, [
+    el("tr", {}, ["class", "rank", "token", "mean", "sum", "documents"].map((h) => el("th", { text: h }))),
+  ]);
+  for (const r of cues.rows) {
+    cueTable.appendChild(el("tr", {}, [
+      el("td", { text: r.cls }), el("td", { className: "num", text: String(r.rank) }), el("td", { text: r.token }),
+      el("td", { className: "num", text: fmt(r.mean_score) }), el("td", { className: "num", text: fmt(r.total_score) }),
+      el("td", { className: "num", text: String(r.documents) }),
+    ]));
+  }
+  detail.appendChild(cueTable);
+}
+
+function showReport(path) {
+  const detail = clear(document.getElementById("detail"));
+  detail.appendChild(el("h2", { text: path }));
+  // The server sends reports with a CSP sandbox; the iframe sandbox is a second lock.
+  detail.appendChild(el("iframe", { className: "report", sandbox: "", src: "/reports/" + path.split("/").map(encodeURIComponent).join("/") }));
+}
+
+// ---------- lists and routing ----------
+
+function link(kind, path, label, extra) {
+  const li = el("li", { "data-kind": kind, "data-path": path }, [el("a", { href: `#${kind}=${encodeURIComponent(path)}`, text: label })]);
+  if (extra) li.appendChild(el("span", { className: extra.bad ? "muted bad" : "muted", text: " " + extra.text }));
+  return li;
+}
+
+async function loadLists() {
+  const data = await api("/api/results", filterParams());
+  document.getElementById("root").textContent = data.root;
+  fillSelect(document.getElementById("f-label"), data.labels);
+  fillSelect(document.getElementById("f-prediction"), data.predictions);
+  const list = clear(document.getElementById("results"));
+  for (const r of data.results) {
+    const extra = r.error ? { text: r.error, bad: true } : { text: `${r.kind} · ${r.examples.length}/${r.total_examples}` };
+    list.appendChild(link("result", r.path, r.path, extra));
+  }
+  if (!data.results.length) list.appendChild(el("li", { className: "muted", text: "none match" }));
+  const corpora = clear(document.getElementById("corpora"));
+  for (const c of (await api("/api/corpora")).corpora) {
+    corpora.appendChild(link("corpus", c.path, c.path, c.error ? { text: c.error, bad: true } : { text: `${c.documents} docs` }));
+  }
+  const reports = clear(document.getElementById("reports"));
+  for (const r of (await api("/api/reports")).reports) reports.appendChild(link("report", r, r));
+  markActive();
+}
+
+function markActive() {
+  for (const li of document.querySelectorAll(".list li")) {
+    li.classList.toggle("active", state.selected !== null && li.dataset.kind === state.selected.kind && li.dataset.path === state.selected.path);
+  }
+}
+
+async function route() {
+  const hash = window.location.hash.slice(1);
+  const eq = hash.indexOf("=");
+  state.selected = eq > 0 ? { kind: hash.slice(0, eq), path: decodeURIComponent(hash.slice(eq + 1)) } : null;
+  markActive();
+  if (!state.selected) return;
+  const { kind, path } = state.selected;
+  try {
+    if (kind === "result") await showResult(path);
+    else if (kind === "corpus") await showCorpus(path);
+    else if (kind === "report") showReport(path);
+  } catch (err) {
+    clear(document.getElementById("detail")).appendChild(el("p", { className: "bad", text: String(err.message || err) }));
+  }
+}
+
+async function refresh() {
+  try {
+    await loadLists();
+    await route();
+  } catch (err) {
+    clear(document.getElementById("detail")).appendChild(el("p", { className: "bad", text: String(err.message || err) }));
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const form = document.getElementById("filters");
+  form.addEventListener("change", refresh);
+  form.addEventListener("submit", (e) => { e.preventDefault(); refresh(); });
+  document.getElementById("f-clear").addEventListener("click", () => { form.reset(); refresh(); });
+  window.addEventListener("hashchange", route);
+  refresh();
+});
