@@ -132,3 +132,24 @@ def test_blur_and_uniform_baselines() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         integrand.integrated_gradients(model, x, target=0, baseline=lambda inp: inp * 0.5, steps=4)
+
+
+def test_automatic_chunks_respect_the_memory_budget() -> None:
+    from integrand.engine import probe
+    from integrand.inputs import as_input_set
+
+    model = cnn().to(D)
+    x = torch.randn(4, 1, 8, 8, dtype=D)
+    rows: list[int] = []
+
+    def spy(t: torch.Tensor) -> torch.Tensor:
+        rows.append(t.shape[0])
+        return model(t)
+
+    per_point = probe(spy, as_input_set(x), None).bytes_per_point
+    budget = 10 * per_point
+    integrand.integrated_gradients(spy, x, target=0, steps=16, memory_budget=budget)
+    assert max(rows[3:]) == 10  # the probe and the two score passes see the batch itself
+    rows.clear()
+    integrand.integrated_gradients(spy, x, target=0, steps=16)
+    assert max(rows) <= 64  # the default budget is ample here: one chunk holds all points
