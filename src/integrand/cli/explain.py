@@ -1,0 +1,68 @@
+"""``integrand explain "some text"``: token attributions of a text classifier, in the terminal and as files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "toxicity"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("explain", help="attribute a text classifier's prediction to the words of a text")
+    p.add_argument("texts", nargs="+", help="one or more texts")
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="'toxicity' (default), 'minilm-sentiment', or a Hugging Face sequence classifier (local dir or hub id)",
+    )
+    p.add_argument("--target", default=None, help="label name or index to explain (default: the predicted label)")
+    p.add_argument("--method", default="ig", help="attribution method (default: ig)")
+    p.add_argument("--baseline", default="pad", help="pad (default), mask, unk, zero, or a token id")
+    p.add_argument("--score", default="logit", choices=["logit", "probability", "log-probability"])
+    p.add_argument("--tol", type=float, default=1e-3, help="relative completeness tolerance (default 1e-3)")
+    p.add_argument("--steps", type=int, default=None, help="fixed number of integration points instead of --tol")
+    p.add_argument("--html", type=Path, default=None, help="write an HTML report here")
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--quiet", action="store_true", help="do not print the coloured view")
+    p.set_defaults(handler=run)
+
+
+def _label(value: str | None) -> int | str | None:
+    if value is None:
+        return None
+    return int(value) if value.lstrip("-").isdigit() else value
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..text.explainer import TextExplainer
+    from ..viz.html import STYLE
+
+    explainer = TextExplainer.from_pretrained(args.model)
+    baseline: int | str = int(args.baseline) if args.baseline.isdigit() else args.baseline
+    results = explainer(
+        list(args.texts),
+        target=_label(args.target),
+        method=args.method,
+        baseline=baseline,
+        score=args.score,
+        steps=args.steps,
+        tol=None if args.steps is not None else args.tol,
+    )
+    if not args.quiet:
+        for result in results:
+            result.print()
+    if args.json is not None:
+        args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
+        print(f"json: {args.json.resolve()}")
+    if args.html is not None:
+        body = "".join(r.to_html() for r in results)
+        args.html.write_text(
+            f"<!doctype html><html><head><meta charset='utf-8'><title>integrand explain</title>{STYLE}</head>"
+            f"<body>{body}</body></html>",
+            encoding="utf-8",
+        )
+        print(f"html: {args.html.resolve()}")
+    return 0
