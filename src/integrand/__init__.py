@@ -12,6 +12,15 @@ from .methods.feature_ablation import feature_ablation
 from .methods.kernel_shap import kernel_shap
 from .methods.lime import lime
 from .methods.occlusion import occlusion
+from .methods.blur_ig import blur_ig
+from .methods.deeplift import deeplift
+from .methods.gradient_shap import expected_gradients, gradient_shap
+from .methods.guided_backprop import deconvnet, guided_backprop
+from .methods.guided_ig import guided_ig
+from .methods.idgi import idgi
+from .methods.input_x_gradient import input_x_gradient
+from .methods.noise_tunnel import smoothgrad, smoothgrad_sq, vargrad
+from .methods.saliency import saliency
 from .quadrature import RULES, Rule, make_rule
 from .result import Attribution
 from .text import TextExplainer, TokenAttribution
@@ -40,6 +49,19 @@ __all__ = [
     "make_rule",
     "methods",
     "targets",
+    "blur_ig",
+    "deconvnet",
+    "deeplift",
+    "expected_gradients",
+    "gradient_shap",
+    "guided_backprop",
+    "guided_ig",
+    "idgi",
+    "input_x_gradient",
+    "saliency",
+    "smoothgrad",
+    "smoothgrad_sq",
+    "vargrad",
     "TextExplainer",
     "TokenAttribution",
 ]

@@ -7,13 +7,22 @@ from typing import Any, Callable
 from ..inputs import Inputs
 from ..result import Attribution
 from ..targets import TargetSpec
+from .blur_ig import blur_ig
 from .c_lime import c_lime
+from .deeplift import deeplift
 from .feature_ablation import feature_ablation
+from .gradient_shap import expected_gradients, gradient_shap
+from .guided_backprop import deconvnet, guided_backprop
+from .guided_ig import guided_ig
+from .idgi import idgi
+from .input_x_gradient import input_x_gradient
 from .integrated_gradients import integrated_gradients
 from .kernel_shap import kernel_shap
 from .lime import lime
+from .noise_tunnel import smoothgrad, smoothgrad_sq, vargrad
 from .occlusion import occlusion
 from .registry import MethodInfo, Registry
+from .saliency import saliency
 
 
 def _build_registry() -> Registry:
@@ -24,6 +33,19 @@ def _build_registry() -> Registry:
     registry.register("lime", lime)
     registry.register("c_lime", c_lime)
     registry.register("kernel_shap", kernel_shap)
+    registry.register("saliency", saliency)
+    registry.register("input_x_gradient", input_x_gradient)
+    registry.register("smoothgrad", smoothgrad)
+    registry.register("smoothgrad_sq", smoothgrad_sq)
+    registry.register("vargrad", vargrad)
+    registry.register("guided_backprop", guided_backprop)
+    registry.register("deconvnet", deconvnet)
+    registry.register("deeplift", deeplift)
+    registry.register("gradient_shap", gradient_shap)
+    registry.register("expected_gradients", expected_gradients)
+    registry.register("guided_ig", guided_ig)
+    registry.register("blur_ig", blur_ig)
+    registry.register("idgi", idgi)
     return registry
 
 
