@@ -43,7 +43,8 @@ def _token_ig() -> integrand.Attribution:
     model = _BagOfEmbeddings().eval()
     embeds = torch.randn(1, len(TOKENS), 6, dtype=torch.float64)
     res = integrand.integrated_gradients(model, embeds, target=1, steps=32)
-    return integrand.Attribution(**{**res.__dict__, "labels": {"input": list(TOKENS)}})
+    params = {**res.params, "layout": {"input": "tokens"}}
+    return integrand.Attribution(**{**res.__dict__, "labels": {"input": list(TOKENS)}, "params": params})
 
 
 def _text_result() -> Any:

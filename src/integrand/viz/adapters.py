@@ -31,12 +31,13 @@ from .views import (
 def detect_layout(shape: Sequence[int], labels: Sequence[str] | None) -> Layout:
     """Pick a panel for one input from its per-example shape and feature labels.
 
-    ``[L, D]`` with L labels is tokens (embedding dim summed); ``[C, H, W]`` or a squarish ``[H, W]``
-    is an image; a long ``[C, T]`` is a time series; anything else is tabular features.
+    ``[C, H, W]`` or a squarish unlabelled ``[H, W]`` is an image; ``[C, T]`` with channel labels or
+    ``T >= 4`` a time series; anything else tabular features. Token embeddings ``[L, D]`` look like a
+    series, so tokens are never guessed: ask for ``layout="tokens"`` (or store it in ``params["layout"]``).
     """
     s = tuple(int(d) for d in shape)
-    if len(s) == 2 and labels is not None and len(labels) == s[0] and s[1] > 1:
-        return "tokens"
+    if len(s) == 2 and labels is not None and len(labels) == s[0] and s[1] >= 4:
+        return "series"
     if len(s) == 3 and min(s[1:]) >= 4:
         return "image"
     if len(s) == 2 and min(s) >= 4 and max(s) <= 4 * min(s):
@@ -80,6 +81,9 @@ def attribution_view(
 ) -> ResultView:
     """The view of an ``Attribution``: one panel per named input, laid out by ``layout`` or by shape.
 
+    ``layout`` is one of "image", "series", "features", "tokens", or a mapping input name -> layout;
+    when not given, ``params["layout"]`` (saved with the result, so the viewer honours it) is used.
+
     Per-example class labels and predictions are read from ``params["example_labels"]`` and
     ``params["predictions"]`` when present (lists with one string per example).
     """
@@ -92,6 +96,9 @@ def attribution_view(
     labels = result.labels or {}
     rel = result.relative_error
     params = dict(result.params or {})
+    stored = params.get("layout")
+    if layout is None and isinstance(stored, (str, dict)):
+        layout = stored
     examples = []
     for b in range(result.batch):
         panels = []
