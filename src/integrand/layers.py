@@ -79,8 +79,9 @@ def output_key(output: Any, index: Element, layer: str) -> Element:
         raise ModelError("layer", f"layer {layer!r} returns {describe(output)}, not a tensor, tuple or mapping")
     listing = ", ".join(f"{k!r}: {describe(output[k])}" for k in keys)
     if index is None:
-        if len(keys) == 1:
-            return keys[0]  # type: ignore[no-any-return]
+        tensors = [k for k in keys if isinstance(output[k], torch.Tensor)]
+        if len(tensors) == 1:  # e.g. HF attention's (output, None)
+            return tensors[0]  # type: ignore[no-any-return]
         raise InputError("layer_output_index", f"layer {layer!r} returns several elements ({listing}); choose one")
     if isinstance(output, Mapping) and isinstance(index, int) and not isinstance(index, bool):
         # ModelOutput indexes its non-None fields by position.
