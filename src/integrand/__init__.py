@@ -5,7 +5,7 @@ from __future__ import annotations
 from . import targets
 from .baselines import gaussian_blur
 from .errors import ConvergenceWarning, InputError, IntegrandError, MissingExtraError, ModelError
-from . import lfa, neighbourhoods
+from . import lfa, metrics, neighbourhoods
 from .methods import attribute, integrated_gradients, methods
 from .methods.c_lime import c_lime
 from .methods.feature_ablation import feature_ablation
@@ -22,6 +22,7 @@ from .methods.input_x_gradient import input_x_gradient
 from .methods.noise_tunnel import smoothgrad, smoothgrad_sq, vargrad
 from .methods.saliency import saliency
 from .quadrature import RULES, Rule, make_rule
+from .recommend import Recommendation, recommend
 from .result import Attribution
 from .text import TextExplainer, TokenAttribution
 
@@ -41,8 +42,11 @@ __all__ = [
     "feature_ablation",
     "kernel_shap",
     "lfa",
+    "metrics",
     "lime",
     "neighbourhoods",
+    "recommend",
+    "Recommendation",
     "occlusion",
     "gaussian_blur",
     "integrated_gradients",
