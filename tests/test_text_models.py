@@ -1,4 +1,4 @@
-"""The embedded text models: the toxicity port against its README, the restricted unpickler, the MiniLM head."""
+"""The toxicity port against its README, and the restricted unpickler of its tokenizer."""
 
 from __future__ import annotations
 
@@ -113,39 +113,3 @@ def open_bytes(tmp_path: Path, data: bytes):  # type: ignore[no-untyped-def]
     file = tmp_path / "x.pickle"
     file.write_bytes(data)
     return open(file, "rb")  # noqa: SIM115
-
-
-@pytest.fixture(scope="session")
-def minilm(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    from integrand.text.minilm import load_minilm_sentiment
-
-    return load_minilm_sentiment(tmp_path_factory.mktemp("minilm-cache"))
-
-
-def test_minilm_head_is_cached_as_safetensors_and_reused(minilm, tmp_path_factory) -> None:  # type: ignore[no-untyped-def]
-    from safetensors.torch import load_file
-
-    from integrand.text.minilm import load_minilm_sentiment
-
-    model, tok, report = minilm
-    assert report.path.suffix == ".safetensors" and report.path.exists()
-    assert set(load_file(str(report.path))) == {"weight", "bias"}
-    assert report.held_out_words > 500 and report.held_out_accuracy > 0.85
-    again, _, report2 = load_minilm_sentiment(report.path.parent)
-    assert torch.equal(again.head.weight, model.head.weight)
-    assert report2.held_out_accuracy == report.held_out_accuracy
-
-
-def test_minilm_sentiment_on_sentences(minilm) -> None:  # type: ignore[no-untyped-def]
-    model, tok, _ = minilm
-    texts = ["I love this wonderful movie", "This is a terrible, awful film"]
-    enc = tok(texts, padding=True, return_tensors="pt")
-    with torch.no_grad():
-        probs = model(enc["input_ids"], enc["attention_mask"]).softmax(dim=-1)
-    assert probs[0, 1] > 0.7 and probs[1, 0] > 0.7
-    # The pooled embedding matches sentence-transformers' recipe: unit norm, padding ignored.
-    with torch.no_grad():
-        alone = model.embed(tok(texts[1:], return_tensors="pt")["input_ids"])
-        batched = model.embed(enc["input_ids"], enc["attention_mask"])[1:]
-    assert torch.allclose(alone, batched, atol=1e-5)
-    assert torch.allclose(alone.norm(dim=-1), torch.ones(1), atol=1e-6)

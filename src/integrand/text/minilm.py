@@ -136,12 +136,19 @@ def _fit_head(features: torch.Tensor, labels: torch.Tensor) -> nn.Linear:
 
 
 def _embed_words(model: MiniLMSentiment, tokenizer: Any, words: list[str], batch: int = 512) -> torch.Tensor:
-    out = []
+    """Sentence embeddings of ``words`` in their order; batches hold words of similar token length (less padding)."""
+    lengths = [len(ids) for ids in tokenizer(words)["input_ids"]]
+    order = sorted(range(len(words)), key=lambda i: lengths[i])
+    out = torch.empty(0)
     with torch.no_grad():
         for start in range(0, len(words), batch):
-            enc = tokenizer(words[start : start + batch], padding=True, return_tensors="pt")
-            out.append(model.embed(enc["input_ids"], enc["attention_mask"]))
-    return torch.cat(out)
+            rows = order[start : start + batch]
+            enc = tokenizer([words[i] for i in rows], padding=True, return_tensors="pt")
+            emb = model.embed(enc["input_ids"], enc["attention_mask"])
+            if out.numel() == 0:
+                out = emb.new_empty(len(words), emb.shape[1])
+            out[torch.tensor(rows)] = emb
+    return out
 
 
 def _cache_dir() -> Path:
