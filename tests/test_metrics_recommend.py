@@ -79,5 +79,12 @@ def test_bad_recommend_arguments(problem) -> None:
         integrand.recommend(model, x, Gaussian(sigma=0.1), methods=["limes"])
     assert info.value.argument == "method"
     with pytest.raises(InputError) as info:
-        integrand.recommend(model, x, Point(), methods=["saliency"], loss="gradient")
-    assert info.value.argument == "neighbourhood"
+        integrand.recommend(model, x, Point(), methods=["saliency"])
+    assert info.value.argument == "loss"  # a single point cannot be fitted by function values
+
+
+def test_point_neighbourhood_with_gradient_loss_ranks_saliency_first(problem) -> None:
+    model, x = problem
+    result = integrand.recommend(model, x, Point(), methods=["smoothgrad", "saliency"], loss="gradient")
+    assert result.best == "saliency" and result.candidates[0].loss < 1e-12
+    assert all(c.top_gap != c.top_gap for c in result.candidates)  # no perturbation, so no gaps (NaN)

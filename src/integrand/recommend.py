@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Sequence, cast
 
 import torch
 
-from .errors import InputError, IntegrandError
+from .errors import IntegrandError
 from .inputs import Inputs, as_input_set, call_model
 from .lfa import KINDS, Kind, Loss, loss_of
 from .methods import REGISTRY
@@ -180,7 +180,7 @@ def recommend(
         params: per-method keyword arguments; they override the matched ones (see ``matched_params``).
         loss: "squared" (predict f on the neighbourhood) or "gradient" (match its gradients).
         k: features changed by the top-k / bottom-k gaps (binary to the baseline for mask
-            neighbourhoods, Gaussian / uniform-width noise for additive ones).
+            neighbourhoods, Gaussian / uniform-width noise for additive ones; none for ``Point()``).
         seed: methods run with ``seed``; the loss is measured on held-out draws with ``seed + 1``.
 
     Methods that fail on this model (missing required arguments, unsupported inputs) are listed
@@ -215,7 +215,7 @@ def recommend(
             value = loss_of(
                 model, x, result, neighbourhood, loss, fixed, kind=kind, seed=eval_seed, forward_kwargs=forward_kwargs
             )
-            gaps = top_k_faithfulness(
+            gaps = None if gap_mode == "none" else top_k_faithfulness(
                 model, x, result, fixed, k=k, mode=gap_mode, seed=eval_seed, forward_kwargs=forward_kwargs, **gap_kw
             )
         except (IntegrandError, TypeError, ValueError, RuntimeError) as exc:
@@ -227,8 +227,8 @@ def recommend(
                 method=name,
                 relative_loss=float((value.double() / floor).mean()),
                 loss=float(value.double().mean()),
-                top_gap=float(gaps.top.double().mean()),
-                bottom_gap=float(gaps.bottom.double().mean()),
+                top_gap=math.nan if gaps is None else float(gaps.top.double().mean()),
+                bottom_gap=math.nan if gaps is None else float(gaps.bottom.double().mean()),
                 seconds=seconds,
                 params={k2: v for k2, v in kwargs.items() if not isinstance(v, torch.Tensor)},
             )
@@ -250,7 +250,7 @@ def _gap_settings(neighbourhood: Neighbourhood) -> tuple[str, dict[str, Any]]:
     if isinstance(neighbourhood, Uniform):
         return "gaussian", {"sigma": neighbourhood.radius / math.sqrt(3.0)}
     if isinstance(neighbourhood, Point):
-        raise InputError("neighbourhood", "Point() has no perturbations to test faithfulness on; use Gaussian(sigma)")
+        return "none", {}
     return "binary", {"baseline": getattr(neighbourhood, "baseline", "zeros")}
 
 
