@@ -54,6 +54,7 @@ def test_channel_groups_sum_to_total_and_shares_to_one() -> None:
     torch.testing.assert_close(agg.sums, result.values.sum(dim=2), rtol=1e-12, atol=1e-12)  # type: ignore[union-attr]
     torch.testing.assert_close(agg.share.sum(dim=1), torch.ones(5, dtype=torch.float64))
     torch.testing.assert_close(agg.abs_share.sum(dim=1), torch.ones(5, dtype=torch.float64))
+    torch.testing.assert_close(agg.magnitude_share, agg.sums.abs() / agg.sums.abs().sum(dim=1, keepdim=True))
     torch.testing.assert_close(agg.uncovered, torch.zeros(5, dtype=torch.float64))
     torch.testing.assert_close(agg.mean_abs, result.values.abs().mean(dim=2))  # type: ignore[union-attr]
     # Completeness carries over: group sums plus the completeness error give f(x) - f(baseline).
@@ -232,3 +233,50 @@ def test_incomplete_groups_cannot_become_a_feature_mask() -> None:
         Groups.from_feature_mask(torch.ones(3), torch.randn(1, 3))
     with pytest.raises(InputError, match="names"):
         Groups.along(torch.randn(1, 3, 4), 0, names=["a"])
+
+
+# --- group-level perturbation uses the same group definitions ---------------------------------
+
+
+def _interaction(x: torch.Tensor) -> torch.Tensor:
+    """x0 * x1 + x2: the pair (x0, x1) only acts jointly."""
+    return x[:, 0] * x[:, 1] + x[:, 2]
+
+
+@pytest.mark.parametrize("method", ["feature_ablation", "kernel_shap", "integrated_gradients"])
+def test_group_level_methods_agree_on_an_additive_split(method: str) -> None:
+    x = torch.tensor([[1.5, -2.0, 0.7], [0.3, 4.0, -1.0]], dtype=torch.float64)
+    groups = Groups.define({"pair": [0, 1], "single": [2]}, x)
+    params: dict[str, object] = {"steps": 16} if method == "integrated_gradients" else {}
+    if method == "kernel_shap":
+        params = {"seed": 0, "n_samples": 64}
+    agg = integrand.groups.attribute_groups(_interaction, x, groups=groups, method=method, **params)
+    # With the zero baseline the split is additive: the pair is worth x0 * x1, the single x2.
+    expected = torch.stack([x[:, 0] * x[:, 1], x[:, 2]], dim=1)
+    torch.testing.assert_close(agg.sums, expected, rtol=1e-9, atol=1e-12)
+    torch.testing.assert_close(agg.magnitude_share.sum(dim=1), torch.ones(2, dtype=torch.float64))
+
+
+def test_group_ablation_perturbs_groups_jointly_not_feature_by_feature() -> None:
+    x = torch.tensor([[1.5, -2.0, 0.7]], dtype=torch.float64)
+    groups = Groups.define({"pair": [0, 1], "single": [2]}, x)
+    per_feature = aggregate(integrand.feature_ablation(_interaction, x), groups)
+    joint = integrand.groups.attribute_groups(_interaction, x, groups=groups, method="feature_ablation")
+    # Removing x0 alone or x1 alone each removes the whole product: summing per feature double counts.
+    assert float(per_feature.sums[0, 0]) == pytest.approx(2 * 1.5 * -2.0)
+    assert float(joint.sums[0, 0]) == pytest.approx(1.5 * -2.0)
+
+
+def test_group_level_kernel_shap_over_named_inputs() -> None:
+    model = TwoModalities()
+    inputs = _named_inputs(2)
+    groups = Groups.modalities(inputs)
+    shap = integrand.groups.attribute_groups(model, inputs, groups=groups, method="kernel_shap", seed=1, n_samples=16)
+    ig = integrand.groups.attribute_groups(model, inputs, groups=groups, steps=4)
+    torch.testing.assert_close(shap.sums, ig.sums, rtol=1e-9, atol=1e-10)
+    with pytest.raises(InputError) as info:
+        integrand.groups.attribute_groups(model, inputs, groups=groups, method="feature_ablation", feature_mask=None)
+    assert info.value.argument == "feature_mask"
+    with pytest.raises(InputError) as info:
+        integrand.groups.attribute_groups(model, inputs, groups=Groups.define({"a": [0]}, torch.randn(1, 3)))
+    assert info.value.argument == "groups"

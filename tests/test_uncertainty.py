@@ -85,8 +85,9 @@ def test_ensemble_groups_per_member() -> None:
         agg = aggregate(member, groups)
         torch.testing.assert_close(result.groups.sums[i], agg.sums)
         torch.testing.assert_close(result.groups.abs_share[i], agg.abs_share)
+        torch.testing.assert_close(result.groups.magnitude_share[i], agg.magnitude_share)
     torch.testing.assert_close(result.groups.mean, result.groups.sums.mean(dim=0))
-    assert result.groups.top().shape == (3, 4)
+    assert torch.equal(result.groups.top(), result.groups.sums.abs().argmax(dim=-1))
 
 
 def test_ensemble_classes_explain_the_ensemble_prediction() -> None:

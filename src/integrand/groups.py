@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from html import escape
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
@@ -253,7 +253,9 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
 class GroupAttribution:
     """An attribution summed over named groups, per example.
 
-    ``share`` is each group's sum over the sum of all attributions; ``abs_share`` the same for |values|;
+    ``share`` is each group's sum over the sum of all attributions; ``abs_share`` the same for |values|
+    (it grows with a group's size and per-feature noise); ``magnitude_share`` is ``|group sum|`` over the
+    sum of ``|group sum|`` of all groups (how strongly each group moves the score, net of cancellation);
     ``score_share`` (path methods) each group's sum over ``f(x) - f(baseline)``, so the shares of a
     partition add up to ``1 - relative_error`` (signed): the completeness error is what no group explains.
     """
@@ -263,6 +265,7 @@ class GroupAttribution:
     mean_abs: torch.Tensor
     share: torch.Tensor
     abs_share: torch.Tensor
+    magnitude_share: torch.Tensor
     total: torch.Tensor
     uncovered: torch.Tensor
     score_share: torch.Tensor | None
@@ -272,7 +275,7 @@ class GroupAttribution:
 
     def ranked(self, example: int | None = None, by: str = "abs_share") -> list[tuple[str, float]]:
         """Groups by decreasing ``by`` (an attribute name) for one example, or averaged over the batch."""
-        if by not in ("sums", "mean_abs", "share", "abs_share", "score_share"):
+        if by not in ("sums", "mean_abs", "share", "abs_share", "magnitude_share", "score_share"):
             raise InputError("by", f"unknown column {by!r}")
         column = getattr(self, by)
         if column is None:
@@ -291,6 +294,7 @@ class GroupAttribution:
                 "mean_abs": float(self.mean_abs[example, g]),
                 "share": float(self.share[example, g]),
                 "abs_share": float(self.abs_share[example, g]),
+                "magnitude_share": float(self.magnitude_share[example, g]),
             }
             if self.score_share is not None:
                 row["score_share"] = float(self.score_share[example, g])
@@ -330,6 +334,7 @@ def aggregate(attribution: Attribution, groups: Groups) -> GroupAttribution:
         mean_abs=abs_sums / counts,
         share=_ratio(sums, total[:, None]),
         abs_share=_ratio(abs_sums, flat.abs().sum(dim=1, keepdim=True)),
+        magnitude_share=_ratio(sums.abs(), sums.abs().sum(dim=1, keepdim=True)),
         total=total,
         uncovered=flat[:, ~covered].sum(dim=1),
         score_share=score_share,
@@ -337,6 +342,60 @@ def aggregate(attribution: Attribution, groups: Groups) -> GroupAttribution:
         relative_error=attribution.relative_error,
         method=attribution.method,
     )
+
+
+def _from_group_values(attribution: Attribution, groups: Groups) -> GroupAttribution:
+    """Group results of a method that scores whole groups (every feature of a group holds its score)."""
+    flat = flatten(attribution.values).detach()
+    member = groups.membership.to(device=flat.device, dtype=flat.dtype)
+    values = (flat @ member.T) / member.sum(dim=1)
+    total = values.sum(dim=1)
+    score_share = None
+    if attribution.score_baseline is not None:
+        score_share = _ratio(values, (attribution.score_input - attribution.score_baseline)[:, None].to(flat.dtype))
+    magnitude = _ratio(values.abs(), values.abs().sum(dim=1, keepdim=True))
+    return GroupAttribution(
+        names=groups.names,
+        sums=values,
+        mean_abs=values.abs(),
+        share=_ratio(values, total[:, None]),
+        abs_share=magnitude,
+        magnitude_share=magnitude,
+        total=total,
+        uncovered=torch.zeros_like(total),
+        score_share=score_share,
+        delta=attribution.delta,
+        relative_error=attribution.relative_error,
+        method=attribution.method,
+    )
+
+
+def attribute_groups(
+    model: Callable[..., Any],
+    inputs: Any,
+    target: Any = None,
+    *,
+    groups: Groups,
+    method: str = "integrated_gradients",
+    **params: Any,
+) -> GroupAttribution:
+    """Attribution to whole groups with any registered method.
+
+    Methods that take ``feature_mask`` (feature ablation, KernelSHAP, LIME, ...) perturb the groups
+    themselves: the group's score is what the method gives each of its features. Other methods
+    (IG and the gradient family) attribute features, and their values are summed per group.
+    """
+    from .methods import REGISTRY
+
+    if not isinstance(groups, Groups):
+        raise InputError("groups", f"expected a Groups object, got {type(groups).__name__}")
+    groups.check(inputs)
+    info = REGISTRY.get(method)
+    if "feature_mask" in info.params:
+        if "feature_mask" in params:
+            raise InputError("feature_mask", "pass the groups as groups=, not feature_mask=")
+        return _from_group_values(info.fn(model, inputs, target, feature_mask=groups, **params), groups)
+    return aggregate(info.fn(model, inputs, target, **params), groups)
 
 
 def modality_shares(attribution: Attribution) -> GroupAttribution:

@@ -27,18 +27,22 @@ DROPOUTS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 @dataclass(frozen=True)
 class GroupSpread:
-    """Per-member group sums and ``|.|`` shares ``[members, batch, groups]`` and their statistics."""
+    """Per-member group sums and shares ``[members, batch, groups]`` and the statistics of the sums.
+
+    ``abs_share`` and ``magnitude_share`` are defined as in ``integrand.groups.GroupAttribution``.
+    """
 
     names: tuple[str, ...]
     sums: torch.Tensor
     abs_share: torch.Tensor
+    magnitude_share: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
     sign_agreement: torch.Tensor
 
     def top(self) -> torch.Tensor:
-        """Index of the group with the largest ``|.|`` share, per member and example: ``[members, batch]``."""
-        return self.abs_share.argmax(dim=-1)
+        """Index of the group with the largest magnitude share, per member and example: ``[members, batch]``."""
+        return self.magnitude_share.argmax(dim=-1)
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,11 @@ def _per_input(stacked: TensorOrDict, fn: Callable[[torch.Tensor], torch.Tensor]
     return {k: fn(v) for k, v in stacked.items()} if isinstance(stacked, dict) else fn(stacked)
 
 
+def _share(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    # As in groups: a zero denominator leaves the share undefined (NaN).
+    return torch.where(den == 0, torch.full_like(num, float("nan")), num / torch.where(den == 0, 1, den))
+
+
 def _fixed_target(target: TargetSpec, prediction_mean: torch.Tensor) -> TargetSpec:
     # Every member must explain the same score: target=None on class outputs means the class the
     # ensemble as a whole predicts, not each member's own argmax.
@@ -122,10 +131,10 @@ def _combine(
         groups.check(members[0])
         flat = flatten(stacked, leading=2)
         sums = groups.reduce(flat)
-        denominator = flat.abs().sum(dim=-1, keepdim=True)
-        abs_share = groups.reduce(flat.abs()) / torch.where(denominator == 0, 1, denominator)
+        abs_share = _share(groups.reduce(flat.abs()), flat.abs().sum(dim=-1, keepdim=True))
+        magnitude_share = _share(sums.abs(), sums.abs().sum(dim=-1, keepdim=True))
         g_mean, g_std, g_agree = _stats(sums)
-        spread = GroupSpread(groups.names, sums, abs_share, g_mean, g_std, g_agree)
+        spread = GroupSpread(groups.names, sums, abs_share, magnitude_share, g_mean, g_std, g_agree)
     return UncertainAttribution(
         kind=kind,
         members=tuple(members),
