@@ -170,3 +170,49 @@ def test_results_dir_round_trips(tmp_path: Path) -> None:
 
     text = TokenAttribution.load(root / "text" / "toxic.safetensors")
     assert text.tokens == TOKENS and abs(text.relative_error) < 1e-2
+
+
+class LiveServer:
+    """The viewer app served by uvicorn on a free loopback port in a background thread."""
+
+    def __init__(self, root: Path) -> None:
+        import socket
+        import threading
+
+        import uvicorn
+
+        from integrand.viewer import create_app
+        from integrand.viewer.app import default_allowed_hosts
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = int(s.getsockname()[1])
+        app = create_app(root, allowed_hosts=default_allowed_hosts("127.0.0.1"))
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        import time
+
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the viewer did not start")
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def raw_get(self, target: str) -> tuple[int, bytes]:
+        """GET with the request target sent byte for byte (no client-side normalisation of ``..``)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            conn.putrequest("GET", target, skip_accept_encoding=True)
+            conn.endheaders()
+            response = conn.getresponse()
+            return response.status, response.read()
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
