@@ -73,14 +73,22 @@ class BlurPath:
         self.inputs = inputs
         self.max_sigma = max_sigma
         self.reach = {name: max(max(x.shape[-2:]) - 1, math.ceil(4 * max_sigma)) for name, x in inputs.tensors.items()}
+        self._matrices: dict[tuple[int, float, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def _matrix(self, size: int, sigma: float, reach: int) -> tuple[torch.Tensor, torch.Tensor]:
+        # Every example visits the same σ nodes: build each filter once per path.
+        key = (size, sigma, reach)
+        if key not in self._matrices:
+            self._matrices[key] = blur_matrix(size, sigma, reach)
+        return self._matrices[key]
 
     def at(self, example: int, sigma: float) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Blurred example and its σ-derivative, per named input (shaped like one row, batch dim kept)."""
         points, slopes = {}, {}
         for name, x in self.inputs.tensors.items():
             h, w = x.shape[-2:]
-            mh, dmh = blur_matrix(h, sigma, self.reach[name])
-            mw, dmw = blur_matrix(w, sigma, self.reach[name])
+            mh, dmh = self._matrix(h, sigma, self.reach[name])
+            mw, dmw = self._matrix(w, sigma, self.reach[name])
             row = x[example : example + 1].double().cpu()
             points[name] = (mh @ row @ mw.T).to(device=x.device, dtype=x.dtype)
             slopes[name] = (dmh @ row @ mw.T + mh @ row @ dmw.T).to(device=x.device)
