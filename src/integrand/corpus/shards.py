@@ -1,0 +1,194 @@
+"""Turning text attributions into Parquet rows, and writing shards atomically."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import IntegrandError, MissingExtraError
+from .sources import Document
+
+TOKENS_DIR = "tokens"
+DOCUMENTS_DIR = "documents"
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """What each document is attributed with (recorded in the manifest; part of the run's identity)."""
+
+    target: str | int | None = None
+    method: str = "ig"
+    baseline: str | int = "pad"
+    steps: int | None = None
+    tol: float | None = None
+    text_batch: int = 16
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise MissingExtraError("pyarrow", "store") from None
+    return pa, pq
+
+
+def shard_name(chunk: int) -> str:
+    return f"part-{chunk:06d}.parquet"
+
+
+def _explain(explainer: Any, docs: Sequence[Document], settings: ExplainSettings) -> list[Any]:
+    return list(
+        explainer(
+            [d.text for d in docs],
+            target=settings.target,
+            method=settings.method,
+            baseline=settings.baseline,
+            steps=settings.steps,
+            tol=settings.tol,
+            text_batch=settings.text_batch,
+        )
+    )
+
+
+def attribute_documents(
+    explainer: Any, docs: Sequence[Document], settings: ExplainSettings
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Token rows and document rows for ``docs``; empty or failing documents are kept and flagged."""
+    todo = [d for d in docs if d.text.strip()]
+    results: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    if todo:
+        try:
+            results = dict(zip((d.doc_id for d in todo), _explain(explainer, todo, settings)))
+        except IntegrandError:
+            # One bad text must not sink its batch: retry one by one and record what failed.
+            for d in todo:
+                try:
+                    results[d.doc_id] = _explain(explainer, [d], settings)[0]
+                except IntegrandError as exc:
+                    errors[d.doc_id] = str(exc)
+    tokens: list[dict[str, Any]] = []
+    documents: list[dict[str, Any]] = []
+    for d in docs:
+        r = results.get(d.doc_id)
+        row: dict[str, Any] = {
+            "doc_id": d.doc_id,
+            "text": d.text,
+            "gold_label": d.label,
+            "empty": not d.text.strip(),
+            "error": errors.get(d.doc_id),
+            "predicted_label": None,
+            "target_label": None,
+            "probabilities": None,
+            "score_input": None,
+            "delta": None,
+            "relative_error": None,
+            "steps": None,
+            "converged": None,
+            "truncated": None,
+            "n_tokens": 0,
+        }
+        if r is not None:
+            probs = [float(p) for p in r.probabilities.tolist()]
+            row.update(
+                predicted_label=r.predicted,
+                target_label=r.target,
+                probabilities=probs,
+                score_input=float(r.score_input),
+                delta=float(r.delta),
+                relative_error=float(r.relative_error),
+                steps=int(r.steps),
+                converged=bool(r.converged),
+                truncated=bool(r.truncated),
+                n_tokens=len(r.tokens),
+            )
+            specials = r.special.tolist()
+            scores = r.scores.tolist()
+            for pos, token in enumerate(r.tokens):
+                word_id = r.word_ids[pos]
+                tokens.append(
+                    {
+                        "doc_id": d.doc_id,
+                        "position": pos,
+                        "token": token,
+                        "word": None if word_id is None else r.words[word_id],
+                        "special": bool(specials[pos]),
+                        "score": float(scores[pos]),
+                        "predicted_label": r.predicted,
+                        "target_label": r.target,
+                        "gold_label": d.label,
+                        "probabilities": probs,
+                        "relative_error": float(r.relative_error),
+                    }
+                )
+        documents.append(row)
+    return tokens, documents
+
+
+def _schemas() -> tuple[Any, Any]:
+    pa, _ = _pyarrow()
+    tokens = pa.schema(
+        [
+            ("doc_id", pa.string()),
+            ("position", pa.int32()),
+            ("token", pa.string()),
+            ("word", pa.string()),
+            ("special", pa.bool_()),
+            ("score", pa.float64()),
+            ("predicted_label", pa.string()),
+            ("target_label", pa.string()),
+            ("gold_label", pa.string()),
+            ("probabilities", pa.list_(pa.float64())),
+            ("relative_error", pa.float64()),
+        ]
+    )
+    documents = pa.schema(
+        [
+            ("doc_id", pa.string()),
+            ("text", pa.string()),
+            ("gold_label", pa.string()),
+            ("empty", pa.bool_()),
+            ("error", pa.string()),
+            ("predicted_label", pa.string()),
+            ("target_label", pa.string()),
+            ("probabilities", pa.list_(pa.float64())),
+            ("score_input", pa.float64()),
+            ("delta", pa.float64()),
+            ("relative_error", pa.float64()),
+            ("steps", pa.int32()),
+            ("converged", pa.bool_()),
+            ("truncated", pa.bool_()),
+            ("n_tokens", pa.int32()),
+        ]
+    )
+    return tokens, documents
+
+
+def _write_atomic(rows: list[dict[str, Any]], schema: Any, path: Path) -> None:
+    pa, pq = _pyarrow()
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def write_chunk(out: Path, chunk: int, tokens: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
+    """Write a chunk's two shards; the document shard goes last and marks the chunk complete."""
+    token_schema, doc_schema = _schemas()
+    _write_atomic(tokens, token_schema, out / TOKENS_DIR / shard_name(chunk))
+    _write_atomic(documents, doc_schema, out / DOCUMENTS_DIR / shard_name(chunk))
+
+
+def chunk_done(out: Path, chunk: int) -> bool:
+    return (out / DOCUMENTS_DIR / shard_name(chunk)).is_file() and (out / TOKENS_DIR / shard_name(chunk)).is_file()
+
+
+def process_chunk(explainer: Any, out: Path, chunk: int, docs: Sequence[Document], settings: ExplainSettings) -> int:
+    """Attribute and write one chunk; returns the number of documents."""
+    tokens, documents = attribute_documents(explainer, docs, settings)
+    write_chunk(out, chunk, tokens, documents)
+    return len(documents)

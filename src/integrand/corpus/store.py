@@ -1,0 +1,187 @@
+"""``Corpus``: a run's Parquet shards queried in place with DuckDB, and the built-in cue queries.
+
+Views: ``attributions`` (one row per token, with ``score``) and ``documents`` (one row per
+document). Class attribution of a token is its attribution in documents explained for that
+class; ``idf`` = ln(N / df) over the documents that have tokens.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from ..errors import InputError, MissingExtraError
+from .run import read_manifest
+from .shards import DOCUMENTS_DIR, TOKENS_DIR
+
+LEVELS = {"token": "token", "word": "word"}
+AGGREGATES = ("mean", "sum")
+GROUPINGS = {"predicted": "predicted_label", "gold": "gold_label", "target": "target_label"}
+
+
+@dataclass(frozen=True)
+class Table:
+    """Query result: column names and rows."""
+
+    columns: tuple[str, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+    def column(self, name: str) -> list[Any]:
+        i = self.columns.index(name)
+        return [r[i] for r in self.rows]
+
+    def to_dicts(self) -> list[dict[str, Any]]:
+        return [dict(zip(self.columns, r)) for r in self.rows]
+
+
+def _duckdb() -> Any:
+    try:
+        import duckdb
+    except ImportError:
+        raise MissingExtraError("duckdb", "store") from None
+    return duckdb
+
+
+class Corpus:
+    """Open a run folder written by ``integrand.run`` (read-only; nothing is copied)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.manifest = read_manifest(self.path)
+        for sub in (TOKENS_DIR, DOCUMENTS_DIR):
+            if not any((self.path / sub).glob("part-*.parquet")):
+                raise InputError("path", f"{self.path} has no {sub} shards yet; run it first")
+        self.con = _duckdb().connect(":memory:")
+        self.con.execute("SET threads TO 1")
+        for view, sub in (("attributions", TOKENS_DIR), ("documents", DOCUMENTS_DIR)):
+            pattern = str((self.path / sub / "part-*.parquet").resolve()).replace("'", "''")
+            self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{pattern}')")
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Corpus:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> Table:
+        """Run any SQL over the views ``attributions`` and ``documents``."""
+        try:
+            cursor = self.con.execute(query, list(params or []))
+        except _duckdb().Error as exc:
+            raise InputError("query", str(exc).splitlines()[0]) from None
+        columns = tuple(d[0] for d in cursor.description or [])
+        return Table(columns, tuple(tuple(r) for r in cursor.fetchall()))
+
+    def classes(self, by: str = "predicted") -> list[str]:
+        column = self._grouping(by)
+        return [
+            r[0]
+            for r in self.sql(f"SELECT DISTINCT {column} FROM documents WHERE {column} IS NOT NULL ORDER BY 1").rows
+        ]
+
+    def _grouping(self, by: str) -> str:
+        if by not in GROUPINGS:
+            raise InputError("by", f"expected one of {list(GROUPINGS)}, got {by!r}")
+        return GROUPINGS[by]
+
+    def _check_class(self, cls: str, by: str) -> None:
+        known = self.classes(by)
+        if cls not in known:
+            raise InputError("cls", f"unknown class {cls!r}; the run has {known}")
+
+    def _unit_stats(self, level: str) -> str:
+        if level not in LEVELS:
+            raise InputError("level", f"expected one of {list(LEVELS)}, got {level!r}")
+        unit = LEVELS[level]
+        # Per (document, unit): summed attribution and count; then document frequency over the corpus.
+        return f"""
+            units AS (
+                SELECT doc_id, lower({unit}) AS unit, sum(score) AS score, count(*) AS n,
+                       any_value(predicted_label) AS predicted_label, any_value(gold_label) AS gold_label,
+                       any_value(target_label) AS target_label
+                FROM attributions WHERE NOT special AND {unit} IS NOT NULL GROUP BY doc_id, lower({unit})),
+            ndocs AS (SELECT count(DISTINCT doc_id) AS n FROM units),
+            df AS (SELECT unit, count(*) AS df FROM units GROUP BY unit)"""
+
+    def top(
+        self,
+        cls: str,
+        *,
+        by: str = "predicted",
+        level: str = "word",
+        aggregate: str = "mean",
+        tfidf: bool = True,
+        min_df: int = 2,
+        top: int = 20,
+    ) -> Table:
+        """Units (tokens or words) pushing hardest towards class ``cls``.
+
+        ``aggregate``: "mean" attribution per document containing the unit, or "sum" over the
+        class; ``tfidf`` multiplies by ln(N / df) so corpus-wide filler ranks lower.
+        """
+        column = self._grouping(by)
+        self._check_class(cls, by)
+        if aggregate not in AGGREGATES:
+            raise InputError("aggregate", f"expected one of {list(AGGREGATES)}, got {aggregate!r}")
+        agg = "avg" if aggregate == "mean" else "sum"
+        weight = "ln(ndocs.n / df.df)" if tfidf else "1.0"
+        query = f"""WITH {self._unit_stats(level)}
+            SELECT u.unit AS unit, {agg}(u.score) * {weight} AS weight, {agg}(u.score) AS attribution,
+                   count(*) AS documents, df.df AS df
+            FROM units u JOIN df USING (unit), ndocs
+            WHERE u.{column} = ? AND df.df >= ?
+            GROUP BY u.unit, df.df, ndocs.n ORDER BY weight DESC, unit LIMIT ?"""
+        return self.sql(query, [cls, min_df, top])
+
+    def contrast(
+        self, cls: str, versus: str, *, by: str = "predicted", level: str = "word", min_df: int = 2, top: int = 20
+    ) -> Table:
+        """Units whose mean attribution is higher in ``cls`` documents than in ``versus`` documents."""
+        column = self._grouping(by)
+        self._check_class(cls, by)
+        self._check_class(versus, by)
+        query = f"""WITH {self._unit_stats(level)},
+            a AS (SELECT unit, avg(score) AS s FROM units WHERE {column} = ? GROUP BY unit),
+            b AS (SELECT unit, avg(score) AS s FROM units WHERE {column} = ? GROUP BY unit)
+            SELECT unit, coalesce(a.s, 0) - coalesce(b.s, 0) AS difference, a.s AS mean_a, b.s AS mean_b, df.df AS df
+            FROM a FULL OUTER JOIN b USING (unit) JOIN df USING (unit)
+            WHERE df.df >= ? ORDER BY difference DESC, unit LIMIT ?"""
+        return self.sql(query, [cls, versus, min_df, top])
+
+    def examples(self, unit: str, *, level: str = "word", top: int = 10) -> Table:
+        """The documents where ``unit`` mattered most (largest summed attribution)."""
+        query = f"""WITH {self._unit_stats(level)}
+            SELECT u.doc_id, u.score, u.predicted_label, d.text FROM units u JOIN documents d USING (doc_id)
+            WHERE u.unit = lower(?) ORDER BY u.score DESC LIMIT ?"""
+        return self.sql(query, [unit, top])
+
+    def lexicon(self, cls: str, *, by: str = "predicted", level: str = "word", min_df: int = 1) -> dict[str, float]:
+        """Unit -> idf × mean attribution towards ``cls``: a screening lexicon that needs no model."""
+        rows = self.top(cls, by=by, level=level, aggregate="mean", tfidf=True, min_df=min_df, top=1 << 30)
+        return {str(u): float(w) for u, w in zip(rows.column("unit"), rows.column("weight"))}
+
+    def screening_scores(self, cls: str, *, by: str = "predicted", level: str = "word") -> Table:
+        """Per stored document: sum over its units of tf × lexicon weight (tf = count / units in the document)."""
+        self._check_class(cls, by)
+        query = f"""WITH {self._unit_stats(level)},
+            lex AS (SELECT u.unit, avg(u.score) * ln(ndocs.n / df.df) AS weight
+                    FROM units u JOIN df USING (unit), ndocs WHERE u.{self._grouping(by)} = ?
+                    GROUP BY u.unit, df.df, ndocs.n),
+            tf AS (SELECT doc_id, unit, n * 1.0 / sum(n) OVER (PARTITION BY doc_id) AS tf FROM units)
+            SELECT tf.doc_id, sum(tf.tf * coalesce(lex.weight, 0)) AS screening_score
+            FROM tf LEFT JOIN lex USING (unit) GROUP BY tf.doc_id ORDER BY screening_score DESC"""
+        return self.sql(query, [cls])
+
+
+def screen(texts: Sequence[str], lexicon: dict[str, float], split: Callable[[str], Sequence[str]]) -> list[float]:
+    """Screening score of new texts from a lexicon (``Corpus.lexicon``) and a word splitter: no model needed."""
+    scores = []
+    for text in texts:
+        units = [u.lower() for u in split(text)]
+        scores.append(sum(lexicon.get(u, 0.0) for u in units) / len(units) if units else math.nan)
+    return scores
