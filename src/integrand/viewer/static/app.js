@@ -2,7 +2,7 @@
 // attribute setters or element.style — never innerHTML — so tokens and file names cannot inject markup.
 "use strict";
 
-const state = { filters: {}, selected: null };
+const state = { selected: null, generation: 0, route: 0 };
 
 function el(tag, props, children) {
   const node = document.createElement(tag);
@@ -170,9 +170,14 @@ function infoLine(info) {
 
 // ---------- pages ----------
 
-async function showResult(path) {
-  const detail = clear(document.getElementById("detail"));
+function current(generation) {
+  return generation === state.route;
+}
+
+async function showResult(path, generation) {
   const data = await api("/api/results/" + path.split("/").map(encodeURIComponent).join("/"), filterParams());
+  if (!current(generation)) return;
+  const detail = clear(document.getElementById("detail"));
   const s = data.summary;
   detail.appendChild(el("h2", { text: s.title || s.path }));
   detail.appendChild(el("div", { className: "muted", text: `${s.path} · ${s.method} · ${s.kind} · ${s.examples.length} of ${s.total_examples} examples shown` }));
@@ -211,11 +216,12 @@ async function showDocument(run, docId) {
   box.appendChild(tokenPanel(panel));
 }
 
-async function showCorpus(run) {
-  const detail = clear(document.getElementById("detail"));
+async function showCorpus(run, generation) {
   const f = filterParams();
   delete f.kind;
-  const table = await api("/api/corpus/documents", { run, ...f });
+  const [table, cues] = await Promise.all([api("/api/corpus/documents", { run, ...f }), api("/api/corpus/cues", { run, top: 10 })]);
+  if (!current(generation)) return;
+  const detail = clear(document.getElementById("detail"));
   const c = table.corpus;
   detail.appendChild(el("h2", { text: c.path }));
   detail.appendChild(el("div", { className: "muted", text: `${c.documents} documents · ${c.tokens} tokens · ${c.shards} shards · classes: ${c.classes.join(", ")}` }));
@@ -224,7 +230,6 @@ async function showCorpus(run) {
   detail.appendChild(el("h3", { text: `Documents (${table.total} pass the filters)` }));
   detail.appendChild(docTable(run, table));
   detail.appendChild(el("div", { id: "document" }));
-  const cues = await api("/api/corpus/cues", { run, top: 10 });
   detail.appendChild(el("h3", { text: `Lexical cues per class (by ${cues.by}, highest mean attribution)` }));
   const cueTable = el("table", { id: "cues" }, [
     el("tr", {}, ["class", "rank", "token", "mean", "sum", "documents"].map((h) => el("th", { text: h }))),
@@ -255,7 +260,12 @@ function link(kind, path, label, extra) {
 }
 
 async function loadLists() {
-  const data = await api("/api/results", filterParams());
+  // Filter changes can overlap; only the latest refresh may write the lists.
+  const generation = ++state.generation;
+  const [data, corporaData, reportsData] = await Promise.all([
+    api("/api/results", filterParams()), api("/api/corpora"), api("/api/reports"),
+  ]);
+  if (generation !== state.generation) return false;
   document.getElementById("root").textContent = data.root;
   fillSelect(document.getElementById("f-label"), data.labels);
   fillSelect(document.getElementById("f-prediction"), data.predictions);
@@ -266,12 +276,13 @@ async function loadLists() {
   }
   if (!data.results.length) list.appendChild(el("li", { className: "muted", text: "none match" }));
   const corpora = clear(document.getElementById("corpora"));
-  for (const c of (await api("/api/corpora")).corpora) {
+  for (const c of corporaData.corpora) {
     corpora.appendChild(link("corpus", c.path, c.path, c.error ? { text: c.error, bad: true } : { text: `${c.documents} docs` }));
   }
   const reports = clear(document.getElementById("reports"));
-  for (const r of (await api("/api/reports")).reports) reports.appendChild(link("report", r, r));
+  for (const r of reportsData.reports) reports.appendChild(link("report", r, r));
   markActive();
+  return true;
 }
 
 function markActive() {
@@ -287,9 +298,10 @@ async function route() {
   markActive();
   if (!state.selected) return;
   const { kind, path } = state.selected;
+  const generation = ++state.route;
   try {
-    if (kind === "result") await showResult(path);
-    else if (kind === "corpus") await showCorpus(path);
+    if (kind === "result") await showResult(path, generation);
+    else if (kind === "corpus") await showCorpus(path, generation);
     else if (kind === "report") showReport(path);
   } catch (err) {
     clear(document.getElementById("detail")).appendChild(el("p", { className: "bad", text: String(err.message || err) }));
@@ -298,8 +310,7 @@ async function route() {
 
 async function refresh() {
   try {
-    await loadLists();
-    await route();
+    if (await loadLists()) await route();
   } catch (err) {
     clear(document.getElementById("detail")).appendChild(el("p", { className: "bad", text: String(err.message || err) }));
   }
