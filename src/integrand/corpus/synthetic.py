@@ -19,50 +19,8 @@ CUES: dict[str, tuple[str, ...]] = {
     "health": ("doctor", "symptom", "clinic", "vaccine"),
 }
 FILLER = tuple(
-    [
-        "the",
-        "a",
-        "of",
-        "and",
-        "to",
-        "in",
-        "is",
-        "was",
-        "it",
-        "for",
-        "on",
-        "with",
-        "as",
-        "at",
-        "by",
-        "this",
-        "that",
-        "from",
-        "or",
-        "be",
-        "are",
-        "we",
-        "they",
-        "you",
-        "he",
-        "she",
-        "today",
-        "yesterday",
-        "people",
-        "said",
-        "very",
-        "new",
-        "time",
-        "year",
-        "report",
-        "city",
-        "news",
-        "week",
-        "team",
-        "group",
-        "plan",
-        "day",
-    ]
+    """the a of and to in is was it for on with as at by this that from or be are we they you he she today
+    yesterday people said very new time year report city news week team group plan day""".split()  # noqa: SIM905
 )
 PAD, UNK = 0, 1
 
