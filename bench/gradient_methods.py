@@ -21,6 +21,9 @@ torch.set_num_threads(1)
 warnings.simplefilter("ignore")
 
 
+Case = tuple[str, Callable[[], Any], Callable[[], Any] | None]
+
+
 def best_ms(fn: Callable[[], Any], repeats: int = 3) -> tuple[float, Any]:
     out, best = None, float("inf")
     for _ in range(repeats):
@@ -34,38 +37,55 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).abs().max() / b.abs().max().clamp_min(1e-30))
 
 
+def cases(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, refs: torch.Tensor) -> list[Case]:
+    return [
+        (
+            "saliency",
+            lambda: integrand.saliency(model, x, y),
+            lambda: ca.Saliency(model).attribute(x, target=y, abs=False),
+        ),
+        (
+            "input_x_gradient",
+            lambda: integrand.input_x_gradient(model, x, y),
+            lambda: ca.InputXGradient(model).attribute(x, target=y),
+        ),
+        (
+            "guided_backprop",
+            lambda: integrand.guided_backprop(model, x, y),
+            lambda: ca.GuidedBackprop(model).attribute(x, target=y),
+        ),
+        ("deconvnet", lambda: integrand.deconvnet(model, x, y), lambda: ca.Deconvolution(model).attribute(x, target=y)),
+        ("deeplift", lambda: integrand.deeplift(model, x, y), lambda: ca.DeepLift(model).attribute(x, target=y)),
+        (
+            "smoothgrad (50 samples)",
+            lambda: integrand.smoothgrad(model, x, y, stdev=0.15, seed=0, batch_size=800),
+            lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_samples=50, stdevs=0.15, target=y, abs=False),
+        ),
+        (
+            "gradient_shap (50 samples)",
+            lambda: integrand.gradient_shap(model, x, y, baselines=refs, stdev=0.1, seed=0, batch_size=800),
+            lambda: ca.GradientShap(model).attribute(x, refs, n_samples=50, stdevs=0.1, target=y),
+        ),
+        ("expected_gradients (50)", lambda: integrand.expected_gradients(model, x, y, baselines=refs, seed=0), None),
+        ("guided_ig (200 steps)", lambda: integrand.guided_ig(model, x, y), None),
+        ("blur_ig (100 steps)", lambda: integrand.blur_ig(model, x, y, max_sigma=8.0), None),
+        ("idgi, IG path (50)", lambda: integrand.idgi(model, x, y), None),
+        ("idgi, guided path (200)", lambda: integrand.idgi(model, x, y, path="guided_ig"), None),
+        ("idgi, blur path (100)", lambda: integrand.idgi(model, x, y, path="blur_ig", max_sigma=8.0), None),
+    ]
+
+
 def main() -> None:
     relu, data = train_digits_cnn(DigitsConfig())
     tanh, _ = train_digits_cnn(DigitsConfig(activation="tanh"))
     x, y = data.test_x[:32], data.test_y[:32]
     refs = data.train_x[:64]
-    print("| model | method | integrand ms | Captum ms | max abs diff / max abs | integrand max rel. completeness error |")
+    print(
+        "| model | method | integrand ms | Captum ms | max abs diff / max abs | integrand max rel. completeness error |"
+    )
     print("|---|---|---|---|---|---|")
     for label, model in (("relu+maxpool", relu), ("tanh+avgpool", tanh)):
-        rows: list[tuple[str, Callable[[], Any], Callable[[], Any] | None]] = [
-            ("saliency", lambda: integrand.saliency(model, x, y), lambda: ca.Saliency(model).attribute(x, target=y, abs=False)),
-            ("input_x_gradient", lambda: integrand.input_x_gradient(model, x, y), lambda: ca.InputXGradient(model).attribute(x, target=y)),
-            ("guided_backprop", lambda: integrand.guided_backprop(model, x, y), lambda: ca.GuidedBackprop(model).attribute(x, target=y)),
-            ("deconvnet", lambda: integrand.deconvnet(model, x, y), lambda: ca.Deconvolution(model).attribute(x, target=y)),
-            ("deeplift", lambda: integrand.deeplift(model, x, y), lambda: ca.DeepLift(model).attribute(x, target=y)),
-            (
-                "smoothgrad (50 samples)",
-                lambda: integrand.smoothgrad(model, x, y, stdev=0.15, seed=0, batch_size=800),
-                lambda: ca.NoiseTunnel(ca.Saliency(model)).attribute(x, nt_samples=50, stdevs=0.15, target=y, abs=False),
-            ),
-            (
-                "gradient_shap (50 samples)",
-                lambda: integrand.gradient_shap(model, x, y, baselines=refs, stdev=0.1, seed=0, batch_size=800),
-                lambda: ca.GradientShap(model).attribute(x, refs, n_samples=50, stdevs=0.1, target=y),
-            ),
-            ("expected_gradients (50)", lambda: integrand.expected_gradients(model, x, y, baselines=refs, seed=0), None),
-            ("guided_ig (200 steps)", lambda: integrand.guided_ig(model, x, y), None),
-            ("blur_ig (100 steps)", lambda: integrand.blur_ig(model, x, y, max_sigma=8.0), None),
-            ("idgi, IG path (50)", lambda: integrand.idgi(model, x, y), None),
-            ("idgi, guided path (200)", lambda: integrand.idgi(model, x, y, path="guided_ig"), None),
-            ("idgi, blur path (100)", lambda: integrand.idgi(model, x, y, path="blur_ig", max_sigma=8.0), None),
-        ]
-        for name, mine, theirs in rows:
+        for name, mine, theirs in cases(model, x, y, refs):
             ms, result = best_ms(mine, 1 if "guided" in name else 3)
             rel = result.relative_error
             completeness = f"{float(rel.max()):.1e}" if rel is not None else "-"
