@@ -5,6 +5,7 @@ from __future__ import annotations
 from . import concepts, groups, lfa, metrics, neighbourhoods, profiles, targets, uncertainty
 from .baselines import gaussian_blur
 from .concepts import ConceptAttribution, concept_attribution
+from .corpus import Corpus, run
 from .errors import ConvergenceWarning, InputError, IntegrandError, MissingExtraError, ModelError
 from .groups import GroupAttribution, Groups, attribute_groups, modality_shares
 from .methods import attribute, integrated_gradients, methods
@@ -41,6 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Attribution",
+    "Corpus",
+    "run",
     "ConvergenceWarning",
     "InputError",
     "IntegrandError",
