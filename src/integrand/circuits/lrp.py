@@ -1,0 +1,222 @@
+"""LRP rules for transformers as configurations of one backward-modifying mechanism.
+
+The mechanism: a module's forward value ``y`` is kept bit for bit, and the gradient that reaches
+``y`` is routed into a *surrogate* expression whose value equals ``y`` but whose Jacobian is the
+rule's (``rewire(y, surrogate)``). Each rule is only a choice of surrogate:
+
+======================  ==============================  ========================================
+module type             rule (default first)            surrogate
+======================  ==============================  ========================================
+LayerNorm / RMSNorm     ``constant-scale``, gradient    ``weight * (x - mean) * stop(1/sigma) + bias``
+GELU / SiLU / ...       ``identity``, gradient          ``x * stop(act(x) / x)``
+gated MLP ``a * b``     ``half``, gradient              ``(a * stop(b) + stop(a) * b) / 2``
+attention softmax       ``constant`` (AH), gradient     queries and keys ``stop(q)``, ``stop(k)``
+linear layers           plain gradient                  (no surrogate)
+======================  ==============================  ========================================
+
+Holding queries and keys constant is exactly holding the softmax pattern constant: they reach
+the output only through it. With every default on, gradient x activation is the LRP relevance
+of Ali et al. (2022), as used by relevance patching (RelP, 2025).
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from typing import Any, Callable, Iterator
+
+import torch
+
+from ..errors import InputError, ModelError
+from .components import Layout, get_module
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "norm": ("constant-scale", "gradient"),
+    "activation": ("identity", "gradient"),
+    "gate": ("half", "gradient"),
+    "attention": ("constant", "gradient"),
+}
+
+# Elementwise activations the identity rule applies to (torch and Hugging Face class names).
+ACTIVATIONS: frozenset[str] = frozenset(
+    {
+        "GELU",
+        "SiLU",
+        "ReLU",
+        "Tanh",
+        "GELUActivation",
+        "NewGELUActivation",
+        "FastGELUActivation",
+        "QuickGELUActivation",
+        "GELUTanh",
+        "PytorchGELUTanh",
+        "SiLUActivation",
+    }
+)
+
+
+@dataclass(frozen=True)
+class LRPRules:
+    """The backward rule of each module type; every field is a rule name or ``"gradient"``."""
+
+    norm: str = "constant-scale"
+    activation: str = "identity"
+    gate: str = "half"
+    attention: str = "constant"
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value not in _CHOICES[f.name]:
+                raise InputError("rules", f"{f.name}={value!r}; expected one of {_CHOICES[f.name]}")
+
+
+GRADIENT = LRPRules(norm="gradient", activation="gradient", gate="gradient", attention="gradient")
+
+
+class _Rewire(torch.autograd.Function):
+    """Forward: ``value``. Backward: the incoming gradient goes to ``surrogate`` only."""
+
+    @staticmethod
+    def forward(ctx: Any, value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, grad
+
+
+def rewire(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
+    """``value`` in the forward pass, differentiated as ``surrogate`` in the backward pass."""
+    if surrogate.shape != value.shape:
+        raise ModelError("rules", f"surrogate shape {tuple(surrogate.shape)} != value shape {tuple(value.shape)}")
+    out: torch.Tensor = _Rewire.apply(value, surrogate)  # type: ignore[no-untyped-call]
+    return out
+
+
+def _check_close(name: str, surrogate: torch.Tensor, value: torch.Tensor) -> None:
+    # A surrogate that does not reproduce the forward value means the module is not what the rule assumes.
+    err = float((surrogate.detach().float() - value.detach().float()).abs().max()) if value.numel() else 0.0
+    if err > 1e-3 * (1.0 + float(value.detach().float().abs().max())):
+        raise ModelError("rules", f"{name}: the rule's surrogate differs from the module output by {err:.3g}")
+
+
+def norm_surrogate(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """LayerNorm/RMSNorm with the normalising scale held constant (LN rule)."""
+    weight = getattr(module, "weight", None)
+    if isinstance(module, torch.nn.LayerNorm):
+        dims = tuple(range(-len(module.normalized_shape), 0))
+        centred = x - x.mean(dim=dims, keepdim=True)
+        scale = torch.rsqrt(x.var(dim=dims, unbiased=False, keepdim=True) + module.eps).detach()
+        out = centred * scale
+        if weight is not None:
+            out = out * weight
+        if module.bias is not None:
+            out = out + module.bias
+        return out
+    eps = getattr(module, "variance_epsilon", getattr(module, "eps", None))
+    if not isinstance(eps, float) or not isinstance(weight, torch.Tensor):
+        raise ModelError("rules", f"{type(module).__name__} has no float eps and weight tensor; not an RMSNorm")
+    x32 = x.float()
+    scale = torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + eps).detach()
+    return weight * (x32 * scale).to(x.dtype)
+
+
+def identity_surrogate(module: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x * stop(act(x)/x)``: relevance passes through the activation unchanged (identity rule)."""
+    zero = x == 0
+    ratio = y.detach() / torch.where(zero, torch.ones_like(x), x.detach())
+    if bool(zero.any()):
+        # act(x)/x -> act'(0) at 0 for act(0) = 0; a central difference evaluates it without hooks.
+        eps = torch.tensor([1e-3, -1e-3], dtype=x.dtype, device=x.device)
+        with torch.no_grad():
+            e = module.forward(eps)
+        ratio = torch.where(zero, (e[0] - e[1]) / (2e-3), ratio)
+    return x * ratio
+
+
+def half_surrogate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Half rule for a product of two activations: each factor gets half the relevance."""
+    return 0.5 * (a * b.detach()) + 0.5 * (a.detach() * b)
+
+
+def constant_qkv(y: torch.Tensor) -> torch.Tensor:
+    """A fused ``[q | k | v]`` projection with queries and keys held constant."""
+    if y.shape[-1] % 3:
+        raise ModelError("rules", f"fused qkv width {y.shape[-1]} is not a multiple of 3")
+    q, k, v = y.split(y.shape[-1] // 3, dim=-1)  # type: ignore[no-untyped-call]
+    return torch.cat([q.detach(), k.detach(), v], dim=-1)
+
+
+Hook = Callable[..., Any]
+
+
+def _output_rule(name: str, surrogate: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> Hook:
+    def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
+        if not isinstance(output, torch.Tensor) or not args or not isinstance(args[0], torch.Tensor):
+            raise ModelError("rules", f"{name}: expected a tensor input and output")
+        sur = surrogate(module, args[0], output)
+        _check_close(name, sur, output)
+        return rewire(output, sur)
+
+    return hook
+
+
+def _gate_hooks(name: str) -> tuple[Hook, Hook, Hook]:
+    seen: dict[str, torch.Tensor] = {}
+
+    def record(key: str) -> Hook:
+        def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> None:
+            seen[key] = output
+
+        return hook
+
+    def down(module: torch.nn.Module, args: tuple[Any, ...]) -> Any:
+        a, b = seen.pop("act", None), seen.pop("up", None)
+        p = args[0]
+        if a is None or b is None or a.shape != p.shape or not torch.equal(a * b, p):
+            raise ModelError("rules", f"{name}: the input of the down projection is not act(gate(x)) * up(x)")
+        return (rewire(p, half_surrogate(a, b)), *args[1:])
+
+    return record("act"), record("up"), down
+
+
+def _is_norm(module: torch.nn.Module) -> bool:
+    return isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
+
+
+@contextmanager
+def lrp_rules(model: torch.nn.Module, layout: Layout | None, rules: LRPRules = LRPRules()) -> Iterator[None]:
+    """Switch the rules on for every forward pass inside the block; hooks removed on exit.
+
+    Norms and activations are found by type anywhere in the model; the attention and gate rules
+    need a ``layout`` (``None`` applies only the type-based rules).
+    """
+    if not isinstance(rules, LRPRules):
+        raise InputError("rules", f"expected LRPRules, got {type(rules).__name__}")
+    handles: list[torch.utils.hooks.RemovableHandle] = []
+    try:
+        for name, module in model.named_modules():
+            if rules.norm == "constant-scale" and _is_norm(module):
+                sur = _output_rule(name, lambda m, x, y: norm_surrogate(m, x))
+                handles.append(module.register_forward_hook(sur))
+            elif rules.activation == "identity" and type(module).__name__ in ACTIVATIONS:
+                handles.append(module.register_forward_hook(_output_rule(name, identity_surrogate)))
+        if layout is not None and rules.attention == "constant":
+            for path in layout.qk:
+                hook = _output_rule(path, lambda m, x, y: y.detach())
+                handles.append(get_module(model, path).register_forward_hook(hook))
+            for path in layout.qkv:
+                hook = _output_rule(path, lambda m, x, y: constant_qkv(y))
+                handles.append(get_module(model, path).register_forward_hook(hook))
+        if layout is not None and rules.gate == "half":
+            for gate in layout.gates:
+                act, up, down = _gate_hooks(gate.down)
+                # Registered after the activation rule, so the recorded factor is the rewired one.
+                handles.append(get_module(model, gate.act).register_forward_hook(act))
+                handles.append(get_module(model, gate.up).register_forward_hook(up))
+                handles.append(get_module(model, gate.down).register_forward_pre_hook(down))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
