@@ -14,7 +14,7 @@ import integrand
 from integrand.cli import build_parser, main
 from integrand.viewer import create_app
 from integrand.viewer.app import default_allowed_hosts
-from tests.test_viewer_data import CUES, LABELS, PREDICTIONS, TOKENS, XSS, build_results_dir
+from tests.test_viewer_data import CUES, LABELS, PREDICTIONS, STORE_CUES, TOKENS, XSS, build_results_dir
 from tests.test_viz_html import decode_png
 
 
@@ -112,7 +112,8 @@ def test_unknown_and_unreadable_results_are_404(client: TestClient) -> None:
 
 
 def test_corpus_tables(client: TestClient) -> None:
-    (run,) = client.get("/api/corpora").json()["corpora"]
+    run, store = client.get("/api/corpora").json()["corpora"]
+    assert store["path"] == "corpus/store" and store["documents"] == 8 and store["error"] is None
     assert run["path"] == "corpus/run1" and run["documents"] == 12 and run["classes"] == ["clean", "toxic"]
     assert run["manifest"]["note"] == XSS and run["shards"] == 2
     table = client.get("/api/corpus/documents", params={"run": "corpus/run1"}).json()
@@ -198,3 +199,18 @@ def test_files_changed_on_disk_are_reloaded(tmp_path: Path) -> None:
         os.utime(tmp_path / "r.safetensors", ns=(1, 10**18))
         second = c.get("/api/results/r.safetensors").json()["examples"][0]["panels"][0]["scores"]
     assert second == pytest.approx([4 * v for v in first])
+
+
+def test_store_runs_use_the_store_cue_query(client: TestClient, root: Path) -> None:
+    """Runs written by integrand.run: token shards only, cues from the store's TF-IDF word query."""
+    from integrand.corpus import Corpus
+
+    table = client.get("/api/corpus/documents", params={"run": "corpus/store"}).json()
+    assert table["total"] == 8 and table["rows"][0]["preview"].startswith("[CLS] the film")
+    cues = client.get("/api/corpus/cues", params={"run": "corpus/store", "top": 3, "min_df": 1}).json()
+    firsts = {r["cls"]: r["token"] for r in cues["rows"] if r["rank"] == 1}
+    assert firsts == {c: words[0] for c, words in STORE_CUES.items()}
+    with Corpus(root / "corpus" / "store") as corpus:
+        expected = corpus.top("positive", level="word", min_df=1, top=3).rows
+    got = [(r["token"], r["weight"]) for r in cues["rows"] if r["cls"] == "positive"]
+    assert got == [(unit, pytest.approx(weight)) for unit, weight, *_ in expected]

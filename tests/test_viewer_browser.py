@@ -77,7 +77,7 @@ def test_lists_results_corpora_and_reports(page: Any) -> None:
     page.wait_for_selector('li[data-kind="report"][data-path="reports/demo.html"]')  # the last list filled
     results = page.locator('#results li[data-kind="result"]')
     assert results.count() == 6
-    assert page.locator('#corpora li[data-kind="corpus"]').count() == 1
+    assert page.locator('#corpora li[data-kind="corpus"]').count() == 2
     assert page.locator('#reports li[data-kind="report"]').count() == 1
     corrupt = page.locator('li[data-path="bad/corrupt.safetensors"]').inner_text()
     assert "unreadable" in corrupt
@@ -133,7 +133,8 @@ def test_corpus_tables(page: Any) -> None:
     assert page.locator("#documents tr.doc").count() == 12
     assert XSS in page.locator("#documents").inner_text()  # the preview shows the token as text
     page.wait_for_selector("#cues td")
-    cells = page.locator("#cues tr").evaluate_all("rows => rows.slice(1).map(r => [...r.cells].map(c => c.textContent))")
+    read_rows = "rows => rows.slice(1).map(r => [...r.cells].map(c => c.textContent))"
+    cells = page.locator("#cues tr").evaluate_all(read_rows)
     top2 = {c: {r[2] for r in cells if r[0] == c and r[1] in ("1", "2")} for c in CUES}
     assert top2 == {c: set(words) for c, words in CUES.items()}
     page.click('#documents tr[data-doc="d00"]')
@@ -147,7 +148,8 @@ def test_corpus_tables(page: Any) -> None:
 def test_generation_and_report(page: Any) -> None:
     _open(page, "result", "generation/capital.safetensors")
     page.wait_for_selector("table[data-panel=matrix]")
-    assert page.locator("table[data-panel=matrix] th.src").all_text_contents() == ["<s>", "The", "capital", "is", " Paris"]
+    sources = page.locator("table[data-panel=matrix] th.src").all_text_contents()
+    assert sources == ["<s>", "The", "capital", "is", " Paris"]
     assert "not converged" in page.locator(".card .info").inner_text()
     _open(page, "report", "reports/demo.html")
     frame = page.frame_locator("iframe.report")

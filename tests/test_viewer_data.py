@@ -133,6 +133,39 @@ def _corpus(run: Path) -> None:
         pq.write_table(pa.table(rows), run / f"shard-{shard:05d}.parquet")
 
 
+STORE_CUES = {"positive": ["wonderful"], "negative": ["awful"]}
+
+
+def _store(run: Path) -> None:
+    """A run in the layout ``integrand.run`` writes (manifest, tokens/ and documents/ shards), via its own writer."""
+    from integrand.corpus.run import FORMAT, FORMAT_VERSION, MANIFEST
+    from integrand.corpus.shards import write_chunk
+
+    for sub in ("tokens", "documents"):
+        (run / sub).mkdir(parents=True)
+    (run / MANIFEST).write_text(json.dumps({"format": FORMAT, "version": FORMAT_VERSION, "model": "toy"}))
+    fillers = ["the", "film", "was", "plot", "acting"]
+    for chunk in range(2):
+        tokens, documents = [], []
+        for d in range(4):
+            doc, cls = f"s{chunk}{d}", ("positive" if d % 2 else "negative")
+            words = ["[CLS]", *fillers[d:], STORE_CUES[cls][0], "[SEP]"]
+            for pos, w in enumerate(words):
+                special = w.startswith("[")
+                tokens.append({
+                    "doc_id": doc, "position": pos, "token": w, "word": None if special else w, "special": special,
+                    "score": 2.0 if w in STORE_CUES[cls] else 0.01 * pos, "predicted_label": cls,
+                    "target_label": cls, "gold_label": cls, "probabilities": [0.5, 0.5], "relative_error": 1e-4,
+                })
+            documents.append({
+                "doc_id": doc, "text": " ".join(words), "gold_label": cls, "empty": False, "error": None,
+                "predicted_label": cls, "target_label": cls, "probabilities": [0.5, 0.5], "score_input": 1.0,
+                "delta": 1e-4, "relative_error": 1e-4, "steps": 32, "converged": True, "truncated": False,
+                "n_tokens": len(words),
+            })
+        write_chunk(run, chunk, tokens, documents)
+
+
 def build_results_dir(root: Path, outside: Path) -> Path:
     """Fill ``root`` with results of every type; ``outside`` gets a secret file that a symlink in root points to."""
     (root / "images").mkdir(parents=True)
@@ -148,6 +181,7 @@ def build_results_dir(root: Path, outside: Path) -> Path:
 
     save_file({"x": torch.zeros(2)}, str(root / "bad" / "foreign.safetensors"))
     _corpus(root / "corpus" / "run1")
+    _store(root / "corpus" / "store")
     (root / "reports").mkdir()
     from integrand.viz.html import page
 

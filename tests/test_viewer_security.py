@@ -109,6 +109,18 @@ def test_listing_stays_inside(dirs: tuple[Path, Path]) -> None:
         for rel in results.files(suffix):
             assert (results.root / rel).resolve().is_relative_to(results.root)
             assert not rel.startswith("escape")
-    assert results.corpora() == ["corpus/run1"]
+    assert results.corpora() == ["corpus/run1", "corpus/store"]
     assert all(Path(s).is_relative_to(results.root) for s in results.shards("corpus/run1"))
     assert results.shards("escape_dir") == []
+
+
+def test_store_shard_linked_outside_is_refused(tmp_path: Path) -> None:
+    root = build_results_dir(tmp_path / "results", tmp_path / "outside")
+    tokens = root / "corpus" / "store" / "tokens"
+    (tmp_path / "outside" / "part-000009.parquet").write_bytes((tokens / "part-000000.parquet").read_bytes())
+    (tokens / "part-000009.parquet").symlink_to(tmp_path / "outside" / "part-000009.parquet")
+    with TestClient(create_app(root)) as c:
+        response = c.get("/api/corpus/cues", params={"run": "corpus/store"})
+        assert response.status_code == 422 and "link out" in response.json()["detail"]
+        # The documents table reads only the shards that stay inside: the linked copy adds no rows.
+        assert c.get("/api/corpus/documents", params={"run": "corpus/store"}).json()["total"] == 8

@@ -19,6 +19,7 @@ from .schema import CorpusSummary, CueRow, DocumentRow, num
 from .store import Filters
 
 REQUIRED = ("doc_id", "token", "score")
+TOKENS_DIR, DOCUMENTS_DIR = "tokens", "documents"
 CANDIDATES: dict[str, tuple[str, ...]] = {
     "position": ("position",),
     "prediction": ("predicted_label", "prediction", "predicted"),
@@ -54,9 +55,12 @@ class CorpusRun:
 
     def __init__(self, results: ResultsDir, run: str) -> None:
         self.run = run
-        self.shards = results.shards(run)
+        self.results = results
         base = results.root if run == "." else results.resolve(run, directory=True)
         self.base: Path | None = base
+        # A store written by integrand.run keeps one row per token under tokens/ (documents/ is per document).
+        self.is_store = base is not None and all((base / d).is_dir() for d in (TOKENS_DIR, DOCUMENTS_DIR))
+        self.shards = results.shards(self._sub(TOKENS_DIR)) if self.is_store else results.shards(run)
         self.con = _duckdb().connect(":memory:")
         self.con.execute("SET threads TO 1")
         self.columns_all: list[str] = []
@@ -72,6 +76,9 @@ class CorpusRun:
             raise InputError("run", f"{run}: shards lack the columns {missing}")
         present = {role: next((c for c in names if c in self.columns_all), None) for role, names in CANDIDATES.items()}
         self.roles = Columns(**present)
+
+    def _sub(self, name: str) -> str:
+        return name if self.run == "." else f"{self.run}/{name}"
 
     def _query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         try:
@@ -160,8 +167,30 @@ class CorpusRun:
         )
         return [str(r[0]) for r in rows], [num(r[1]) for r in rows]
 
+    def _store_cues(self, top: int, min_df: int, cls: str | None) -> tuple[str, list[CueRow]]:
+        """The store's own lexical-cue query (words, TF-IDF weighted), after checking every shard stays inside."""
+        from ..corpus import Corpus
+
+        assert self.base is not None
+        for sub in (TOKENS_DIR, DOCUMENTS_DIR):
+            found = sorted(str(p.resolve()) for p in (self.base / sub).glob("part-*.parquet"))
+            if found != [s for s in self.results.shards(self._sub(sub)) if Path(s).name.startswith("part-")]:
+                raise InputError("run", f"{self.run}: a shard is a link out of the results folder")
+        with Corpus(self.base) as corpus:
+            classes = corpus.classes("predicted") if cls is None else [cls]
+            rows = []
+            for c in classes:
+                table = corpus.top(c, by="predicted", level="word", min_df=min_df, top=top)
+                for rank, (unit, weight, attribution, documents, _df) in enumerate(table.rows, start=1):
+                    rows.append(CueRow(cls=c, rank=rank, token=str(unit), mean_score=num(attribution),
+                                       total_score=None, weight=num(weight), documents=int(documents)))
+        return "predicted_label", rows
+
     def cues(self, top: int, min_df: int, cls: str | None) -> tuple[str, list[CueRow]]:
-        """Per class, the tokens with the highest mean attribution among tokens seen in >= ``min_df`` documents."""
+        """Per class, the strongest cues: the store's TF-IDF word query for runs of ``integrand.run``, else the
+        tokens with the highest mean attribution among those seen in >= ``min_df`` documents."""
+        if self.is_store:
+            return self._store_cues(top, min_df, cls)
         column = self.class_column()
         if column is None:
             raise InputError("run", f"{self.run}: no predicted or gold label column to group by")
@@ -175,6 +204,6 @@ class CorpusRun:
         rows = self._query(sql, [min_df, *params, top])
         return column, [
             CueRow(cls=r[0], token=r[1], mean_score=num(r[2]), total_score=num(r[3]), documents=int(r[4]),
-                   rank=int(r[5]))
+                   rank=int(r[5]), weight=None)
             for r in rows
         ]

@@ -156,8 +156,9 @@ class CueRow(BaseModel):
     cls: str = Field(description="predicted class (gold label when no prediction is stored)")
     rank: int
     token: str
-    mean_score: Num
-    total_score: Num
+    mean_score: Num = Field(description="mean attribution per document containing the token or word")
+    total_score: Num = None
+    weight: Num = Field(None, description="TF-IDF weighted score used for the ranking, when the store provides it")
     documents: int
 
 

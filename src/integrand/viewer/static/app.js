@@ -230,15 +230,15 @@ async function showCorpus(run, generation) {
   detail.appendChild(el("h3", { text: `Documents (${table.total} pass the filters)` }));
   detail.appendChild(docTable(run, table));
   detail.appendChild(el("div", { id: "document" }));
-  detail.appendChild(el("h3", { text: `Lexical cues per class (by ${cues.by}, highest mean attribution)` }));
+  detail.appendChild(el("h3", { text: `Lexical cues per class (by ${cues.by})` }));
   const cueTable = el("table", { id: "cues" }, [
-    el("tr", {}, ["class", "rank", "token", "mean", "sum", "documents"].map((h) => el("th", { text: h }))),
+    el("tr", {}, ["class", "rank", "token", "mean", "sum", "tf-idf weight", "documents"].map((h) => el("th", { text: h }))),
   ]);
   for (const r of cues.rows) {
     cueTable.appendChild(el("tr", {}, [
       el("td", { text: r.cls }), el("td", { className: "num", text: String(r.rank) }), el("td", { text: r.token }),
       el("td", { className: "num", text: fmt(r.mean_score) }), el("td", { className: "num", text: fmt(r.total_score) }),
-      el("td", { className: "num", text: String(r.documents) }),
+      el("td", { className: "num", text: fmt(r.weight) }), el("td", { className: "num", text: String(r.documents) }),
     ]));
   }
   detail.appendChild(cueTable);
