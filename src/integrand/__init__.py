@@ -7,6 +7,7 @@ from .baselines import gaussian_blur
 from .concepts import ConceptAttribution, concept_attribution
 from .corpus import Corpus, run
 from .errors import ConvergenceWarning, InputError, IntegrandError, MissingExtraError, ModelError
+from .generation import GenerationAttribution, GenerationExplainer, comprehension
 from .groups import GroupAttribution, Groups, attribute_groups, modality_shares
 from .methods import attribute, integrated_gradients, methods
 from .methods.blur_ig import blur_ig
@@ -41,6 +42,9 @@ from .uncertainty import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "GenerationAttribution",
+    "GenerationExplainer",
+    "comprehension",
     "Attribution",
     "Corpus",
     "run",

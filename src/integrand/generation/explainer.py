@@ -1,0 +1,553 @@
+"""``GenerationExplainer``: generate (or force) target tokens, then attribute each to its prefix.
+
+All prompts of a call are left-padded into one batch; each integration point runs the full
+interpolated sequence once and every target token takes its gradient from that pass.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence, Union, overload
+
+import torch
+
+from ..engine import chunk_size
+from ..errors import ConvergenceWarning, InputError, ModelError
+from ..quadrature import make_rule
+from .integrate import Reduce, Scorer, adaptive, fixed_rule
+from .result import GenerationAttribution
+from .runner import Batch, Runner, embedding_override, input_embedding_layer
+from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
+
+METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient")
+DEFAULT_TOL = 1e-2
+DEFAULT_MAX_STEPS = 257
+DEFAULT_NEW_TOKENS = 8
+BaselineSpec = Union[str, int]
+Prompts = Union[str, Sequence[str]]
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One prompt: token ids of prompt and targets, optional contrast tokens and message spans."""
+
+    prompt: list[int]
+    targets: list[int]
+    contrast: list[int] | None
+    fixed: int
+    groups: dict[str, tuple[int, int]] | None = None
+
+
+def context_window(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+class GenerationExplainer:
+    """Attribute tokens generated (or forced) by a Hugging Face causal LM to the tokens before them.
+
+    Args:
+        model: a decoder-only ``transformers`` model (``get_input_embeddings()`` is required).
+        tokenizer: its tokenizer.
+        baseline: the token whose embedding replaces each interpolated position at alpha = 0:
+            "pad" (default; falls back to unk, then eos), "unk", "eos", "bos", a token id, or "zeros".
+        fixed: leading positions kept at their real embedding along the path: "auto" (the
+            leading BOS tokens: the attention sink) or a count.
+        add_bos: prepend the tokenizer's BOS token when the encoded prompt lacks it (default: when
+            the tokenizer has one).
+        batch_size: integration points per forward pass; memory_budget: bytes per pass otherwise.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any,
+        *,
+        baseline: BaselineSpec = "pad",
+        fixed: int | str = "auto",
+        add_bos: bool | None = None,
+        batch_size: int | None = None,
+        memory_budget: int | None = None,
+    ) -> None:
+        self.embedding = input_embedding_layer(model)
+        if bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False)):
+            raise ModelError("model", "encoder-decoder models are not supported; pass a decoder-only causal LM")
+        if tokenizer is None or not callable(tokenizer):
+            raise InputError("tokenizer", "expected a Hugging Face tokenizer")
+        self.model = model
+        self.tokenizer = tokenizer
+        self.baseline = baseline
+        self.fixed = _check_fixed(fixed)
+        self.add_bos = tokenizer.bos_token_id is not None if add_bos is None else bool(add_bos)
+        self.batch_size = batch_size
+        self.memory_budget = memory_budget
+        self.window = context_window(model)
+
+    # ---- public entry points ------------------------------------------------------------------
+    @overload
+    def __call__(
+        self,
+        prompt: str,
+        max_new_tokens: int | None = ...,
+        target: str | None = ...,
+        contrast: str | None = ...,
+        **options: Any,
+    ) -> GenerationAttribution: ...
+    @overload
+    def __call__(
+        self,
+        prompt: Sequence[str],
+        max_new_tokens: int | None = ...,
+        target: Sequence[str] | None = ...,
+        contrast: Sequence[str] | None = ...,
+        **options: Any,
+    ) -> list[GenerationAttribution]: ...
+
+    def __call__(
+        self,
+        prompt: Prompts,
+        max_new_tokens: int | None = None,
+        target: Prompts | None = None,
+        contrast: Prompts | None = None,
+        **options: Any,
+    ) -> GenerationAttribution | list[GenerationAttribution]:
+        """Attribute ``target`` (teacher-forced) or ``max_new_tokens`` greedy tokens after each prompt.
+
+        Options (keyword-only): ``contrast_prompt`` (for "kl_divergence"), ``method``
+        ("integrated_gradients", "saliency", "input_x_gradient"), ``score`` (the attributed step
+        function; default "log_probability", or "contrast_log_prob_diff" with ``contrast``),
+        ``log_scores`` (more step functions to log), ``steps``/``rule`` (fixed rule) or ``tol``
+        (error control per target token, the default with ``tol=1e-2``), ``max_steps``, ``atol``,
+        ``baseline``, ``fixed``.
+        """
+        single = isinstance(prompt, str)
+        prompts = _as_list(prompt, "prompt")
+        targets = _per_prompt(target, len(prompts), "target")
+        contrasts = _per_prompt(contrast, len(prompts), "contrast")
+        for p in prompts:
+            if not p.strip():
+                raise InputError("prompt", "the prompt is empty")
+        encoded = [self._encode(p, add_special_tokens=True) for p in prompts]
+        results = self._explain(encoded, max_new_tokens, targets, contrasts, None, **options)
+        return results[0] if single else results
+
+    def chat(
+        self,
+        messages: Sequence[Mapping[str, str]],
+        max_new_tokens: int | None = None,
+        target: str | None = None,
+        contrast: str | None = None,
+        **options: Any,
+    ) -> GenerationAttribution:
+        """Apply the tokenizer's chat template, then attribute; ``source_groups`` spans each message."""
+        if not messages or not all(isinstance(m, Mapping) and "role" in m and "content" in m for m in messages):
+            raise InputError("messages", "expected a non-empty list of {'role': ..., 'content': ...} mappings")
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise InputError("messages", "the tokenizer has no chat template")
+        text = self.tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+        ids = self._encode(text, add_special_tokens=False)
+        groups: dict[str, tuple[int, int]] = {}
+        start = 0
+        for i, message in enumerate(messages):
+            part = self.tokenizer.apply_chat_template(list(messages[: i + 1]), tokenize=False)
+            end = len(self._encode(part, add_special_tokens=False)) if text.startswith(part) else start
+            groups[f"{i}:{message['role']}"] = (start, min(end, len(ids)))
+            start = min(end, len(ids))
+        groups["generation prompt"] = (start, len(ids))
+        return self._explain([ids], max_new_tokens, [target], [contrast], groups, **options)[0]
+
+    # ---- internals ---------------------------------------------------------------------------
+    def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
+        ids = list(self.tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"])
+        bos = self.tokenizer.bos_token_id
+        if self.add_bos and bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        return ids
+
+    def _tokens(self, text: str | None, argument: str) -> list[int] | None:
+        if text is None:
+            return None
+        if not isinstance(text, str):
+            raise InputError(argument, f"expected a string, got {type(text).__name__}")
+        ids = list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise InputError(argument, f"{text!r} tokenises to no tokens")
+        return ids
+
+    def _fixed_count(self, ids: list[int], fixed: int | str) -> int:
+        if fixed == "auto":
+            bos = self.tokenizer.bos_token_id
+            n = 0
+            while bos is not None and n < len(ids) and ids[n] == bos:
+                n += 1
+            return n
+        assert isinstance(fixed, int)
+        return fixed
+
+    def _baseline_id(self, spec: BaselineSpec) -> int | None:
+        if isinstance(spec, bool):
+            raise InputError("baseline", "expected a token name, a token id or 'zeros', got a bool")
+        if isinstance(spec, int):
+            weight = getattr(self.embedding, "weight", None)
+            vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else None
+            if spec < 0 or (vocab is not None and spec >= vocab):
+                raise InputError("baseline", f"token id {spec} is out of range")
+            return spec
+        if spec == "zeros":
+            return None
+        order = {"pad": ("pad", "unk", "eos"), "unk": ("unk",), "eos": ("eos",), "bos": ("bos",)}.get(str(spec))
+        if order is None:
+            raise InputError("baseline", f"expected 'pad', 'unk', 'eos', 'bos', 'zeros' or a token id, got {spec!r}")
+        for name in order:
+            value = getattr(self.tokenizer, f"{name}_token_id", None)
+            if isinstance(value, int):
+                return value
+        raise InputError("baseline", f"the tokenizer has no {spec} token; pass a token id or 'zeros'")
+
+    def _device(self) -> torch.device:
+        weight = getattr(self.embedding, "weight", None)
+        return weight.device if isinstance(weight, torch.Tensor) else torch.device("cpu")
+
+    def _embed(self, ids: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            out = self.embedding(ids)
+        if not isinstance(out, torch.Tensor) or out.dim() != 3:
+            got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            raise ModelError("model", f"expected input embeddings [batch, seq, hidden], got {got}")
+        return out.detach()
+
+    def _generate(self, ids: list[int], n: int) -> list[int]:
+        """Greedy continuation, stopping after EOS (kept as a target)."""
+        seq = torch.tensor([ids], device=self._device())
+        eos = self.tokenizer.eos_token_id
+        out: list[int] = []
+        with torch.no_grad():
+            for _ in range(n):
+                result = self.model(input_ids=seq, use_cache=False)
+                logits = result.logits if hasattr(result, "logits") else result[0]
+                nxt = int(logits[0, -1].argmax())
+                out.append(nxt)
+                seq = torch.cat([seq, seq.new_tensor([[nxt]])], dim=1)
+                if nxt == eos:
+                    break
+        return out
+
+    def _explain(
+        self,
+        encoded: list[list[int]],
+        max_new_tokens: int | None,
+        targets: list[str | None],
+        contrasts: list[str | None],
+        groups: dict[str, tuple[int, int]] | None,
+        *,
+        contrast_prompt: str | None = None,
+        method: str = "integrated_gradients",
+        score: StepSpec | None = None,
+        log_scores: Sequence[StepSpec] = (),
+        steps: int | None = None,
+        rule: str = "gauss-legendre",
+        tol: float | None = None,
+        max_steps: int = DEFAULT_MAX_STEPS,
+        atol: float = 0.0,
+        baseline: BaselineSpec | None = None,
+        fixed: int | str | None = None,
+    ) -> list[GenerationAttribution]:
+        if method not in METHODS:
+            raise InputError("method", f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        if max_new_tokens is not None and (
+            isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1
+        ):
+            raise InputError("max_new_tokens", f"expected an integer >= 1, got {max_new_tokens!r}")
+        if max_new_tokens is not None and any(t is not None for t in targets):
+            raise InputError("max_new_tokens", "give either target= (forced) or max_new_tokens= (generated), not both")
+        if steps is not None and tol is not None:
+            raise InputError("steps", "give either steps= (fixed rule) or tol= (error-controlled), not both")
+        if tol is not None and (
+            isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0 or not math.isfinite(tol)
+        ):
+            raise InputError("tol", f"expected a finite number > 0, got {tol!r}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 5:
+            raise InputError("max_steps", f"expected an integer >= 5, got {max_steps!r}")
+        if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
+            raise InputError("atol", f"expected a number >= 0, got {atol!r}")
+        if steps is None and tol is None:
+            tol = DEFAULT_TOL
+        rule_obj = make_rule(rule, steps) if steps is not None else None
+        fixed_spec = self.fixed if fixed is None else _check_fixed(fixed)
+        baseline_spec = self.baseline if baseline is None else baseline
+        score_name, score_fn = resolve_step(
+            score
+            if score is not None
+            else ("contrast_log_prob_diff" if contrasts[0] is not None else "log_probability"),
+            "score",
+        )
+        logged = {n: f for n, f in (resolve_step(s, "log_scores") for s in (*DEFAULT_LOGGED, *log_scores))}
+        logged[score_name] = score_fn
+        for fn in logged.values():
+            self._check_step(fn, contrasts, contrast_prompt)
+
+        rows = []
+        for b, ids in enumerate(encoded):
+            forced = self._tokens(targets[b], "target")
+            foil = self._tokens(contrasts[b], "contrast")
+            if forced is not None and foil is not None and len(forced) != len(foil):
+                raise InputError(
+                    "contrast", f"contrast has {len(foil)} tokens but target has {len(forced)}; they must align"
+                )
+            if foil is not None and forced is None:
+                raise InputError("contrast", "contrast= needs a forced target=")
+            n_new = max_new_tokens if max_new_tokens is not None else DEFAULT_NEW_TOKENS
+            if self.window is not None and len(ids) + (len(forced) if forced else n_new) > self.window:
+                raise InputError(
+                    "prompt",
+                    f"{len(ids)} prompt tokens plus {len(forced) if forced else n_new} targets exceed "
+                    f"the model's context window of {self.window} tokens",
+                )
+            n_fixed = self._fixed_count(ids, fixed_spec)
+            if n_fixed >= len(ids):
+                raise InputError(
+                    "fixed", f"{n_fixed} fixed positions leave no prompt token to attribute (prompt has {len(ids)})"
+                )
+            with_targets = forced if forced is not None else self._generate(ids, n_new)
+            rows.append(_Row(prompt=ids, targets=with_targets, contrast=foil, fixed=n_fixed, groups=groups))
+        return self._attribute(
+            rows,
+            contrast_prompt,
+            method,
+            score_name,
+            score_fn,
+            logged,
+            rule_obj,
+            tol,
+            max_steps,
+            float(atol),
+            baseline_spec,
+        )
+
+    def _check_step(self, fn: StepFunction, contrasts: list[str | None], contrast_prompt: str | None) -> None:
+        if needs_contrast_ids(fn) and any(c is None for c in contrasts):
+            raise InputError("contrast", "a contrastive step function needs contrast= for every prompt")
+        if needs_contrast_prompt(fn) and contrast_prompt is None:
+            raise InputError("contrast_prompt", "'kl_divergence' needs contrast_prompt=")
+
+    def _batch(self, rows: list[_Row], device: torch.device) -> tuple[Batch, list[int], torch.Tensor | None]:
+        seqs = [r.prompt + r.targets for r in rows]
+        length, n_t = max(len(s) for s in seqs), max(len(r.targets) for r in rows)
+        pad = next((v for v in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0) if isinstance(v, int)), 0)
+        ids = torch.full((len(rows), length), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)
+        score_pos = torch.full((len(rows), n_t), length - 1, dtype=torch.long)
+        target_ids = torch.zeros((len(rows), n_t), dtype=torch.long)
+        contrast = torch.zeros((len(rows), n_t), dtype=torch.long) if rows[0].contrast is not None else None
+        valid = torch.zeros((len(rows), n_t), dtype=torch.bool)
+        offsets = []
+        for b, (r, s) in enumerate(zip(rows, seqs)):
+            off = length - len(s)
+            offsets.append(off)
+            ids[b, off:] = torch.tensor(s)
+            mask[b, off:] = 1
+            t = len(r.targets)
+            score_pos[b, :t] = torch.arange(off + len(r.prompt) - 1, off + len(r.prompt) - 1 + t)
+            target_ids[b, :t] = torch.tensor(r.targets)
+            valid[b, :t] = True
+            if contrast is not None and r.contrast is not None:
+                contrast[b, :t] = torch.tensor(r.contrast)
+        position_ids = (mask.cumsum(dim=1) - 1).clamp_min(0)
+        batch = Batch(
+            ids.to(device),
+            mask.to(device),
+            position_ids.to(device),
+            score_pos.to(device),
+            target_ids.to(device),
+            valid.to(device),
+        )
+        return batch, offsets, None if contrast is None else contrast.to(device)
+
+    def _contrast_logprobs(self, contrast_prompt: str, rows: list[_Row], device: torch.device) -> torch.Tensor:
+        """Next-token log-distributions under the contrast prompt followed by each row's targets: [B, T, V]."""
+        ids = self._encode(contrast_prompt, add_special_tokens=True)
+        n_t = max(len(r.targets) for r in rows)
+        out = []
+        with torch.no_grad():
+            for r in rows:
+                seq = torch.tensor([ids + r.targets], device=device)
+                res = self.model(input_ids=seq, use_cache=False)
+                logits = (res.logits if hasattr(res, "logits") else res[0])[
+                    0, len(ids) - 1 : len(ids) - 1 + len(r.targets)
+                ]
+                logp = logits.log_softmax(dim=-1)
+                out.append(torch.cat([logp, logp.new_zeros(n_t - len(r.targets), logp.shape[1])]))
+        return torch.stack(out)
+
+    def _attribute(
+        self,
+        rows: list[_Row],
+        contrast_prompt: str | None,
+        method: str,
+        score_name: str,
+        score_fn: StepFunction,
+        logged: dict[str, StepFunction],
+        rule_obj: Any,
+        tol: float | None,
+        max_steps: int,
+        atol: float,
+        baseline_spec: BaselineSpec,
+    ) -> list[GenerationAttribution]:
+        device = self._device()
+        batch, offsets, contrast_ids = self._batch(rows, device)
+        contrast_logprobs = None if contrast_prompt is None else self._contrast_logprobs(contrast_prompt, rows, device)
+        baseline_id = self._baseline_id(baseline_spec)
+        inputs = self._embed(batch.ids)
+        baselines = (
+            torch.zeros_like(inputs) if baseline_id is None else self._embed(torch.full_like(batch.ids, baseline_id))
+        )
+        # Fixed (sink) and padding positions keep their real embedding along the whole path.
+        keep = batch.attention_mask == 0
+        for b, (r, off) in enumerate(zip(rows, offsets)):
+            keep[b, off : off + r.fixed] = True
+        baselines = torch.where(keep[..., None], inputs, baselines)
+        diff = inputs - baselines
+        all_rows = torch.arange(len(rows), device=device)
+
+        with embedding_override(self.embedding) as slot:
+            runner = Runner(self.model, slot)
+            runner.try_split_head(batch, inputs)
+            probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=len(rows))
+            chunk = chunk_size(self.batch_size, self.memory_budget, _bytes_per_point(probe_scorer, inputs), device)
+            scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
+            step_scores = {n: scorer.scores(all_rows, inputs, fn) for n, fn in logged.items()}
+            score_input = step_scores[score_name]
+            reduce: Reduce
+            score_baseline = delta = qerr = None
+            converged = batch.valid.cpu()
+            n_steps = torch.ones(len(rows), dtype=torch.long)
+            if method == "integrated_gradients":
+                score_baseline = scorer.scores(all_rows, baselines)
+                total = score_input - score_baseline
+
+                def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+                    return (grad * diff[r]).sum(dim=-1)
+
+                if rule_obj is not None:
+                    values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce)
+                    n_steps = torch.full((len(rows),), rule_obj.steps)
+                else:
+                    assert tol is not None
+                    outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps)
+                    values, n_steps, converged, qerr = (
+                        outcome.values,
+                        outcome.steps,
+                        outcome.converged,
+                        outcome.quadrature_error,
+                    )
+                delta = total - values.sum(dim=-1)
+            else:
+
+                def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+                    if method == "saliency":
+                        norm: torch.Tensor = torch.linalg.vector_norm(grad, dim=-1)
+                        return norm
+                    return (grad * inputs[r]).sum(dim=-1)
+
+                _, values = scorer.gradients(all_rows, inputs, reduce)
+            forwards, split = runner.forwards, runner.split_head is not None
+
+        params = {
+            "rule": None if method != "integrated_gradients" else (rule_obj.name if rule_obj else "adaptive-simpson"),
+            "steps": rule_obj.steps if rule_obj else None,
+            "tol": tol if method == "integrated_gradients" else None,
+            "max_steps": max_steps if tol is not None else None,
+            "atol": atol,
+            "baseline": baseline_spec,
+            "baseline_token_id": baseline_id,
+            "split_head": split,
+            "forward_points": forwards,
+        }
+        results = []
+        for b, (r, off) in enumerate(zip(rows, offsets)):
+            t = len(r.targets)
+            seq = r.prompt + r.targets
+            results.append(
+                GenerationAttribution(
+                    tokens=tuple(self.tokenizer.decode([i]) for i in seq),
+                    token_ids=torch.tensor(seq),
+                    n_prompt=len(r.prompt),
+                    matrix=values[b, :t, off:-1].detach().cpu(),
+                    step_scores={n: v[b, :t].detach().cpu() for n, v in step_scores.items()},
+                    score_input=score_input[b, :t].detach().cpu(),
+                    score_baseline=None if score_baseline is None else score_baseline[b, :t].detach().cpu(),
+                    delta=None if delta is None else delta[b, :t].detach().cpu(),
+                    steps=n_steps[b].repeat(t),
+                    converged=converged[b, :t].clone(),
+                    method=method,
+                    score=score_name,
+                    fixed_positions=tuple(range(r.fixed)),
+                    params=params,
+                    quadrature_error=None if qerr is None else qerr[b, :t].clone(),
+                    source_groups=r.groups,
+                )
+            )
+            if not bool(results[-1].converged.all()):
+                bad = [k for k, ok in enumerate(results[-1].converged.tolist()) if not ok]
+                warnings.warn(
+                    f"generation attribution: target tokens {bad} of prompt {b} did not reach tol={tol} within "
+                    f"max_steps={max_steps}; see result.converged and result.relative_error",
+                    ConvergenceWarning,
+                    stacklevel=3,
+                )
+        return results
+
+
+def _bytes_per_point(scorer: Scorer, inputs: torch.Tensor) -> int:
+    """Autograd bytes of one point's forward pass plus its gradient buffers (measured on row 0)."""
+    model = scorer.runner.model
+    seen: set[int] = (
+        {p.untyped_storage().data_ptr() for p in model.parameters()} if isinstance(model, torch.nn.Module) else set()
+    )
+    saved = 0
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        nonlocal saved
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in seen:
+            seen.add(ptr)
+            saved += t.untyped_storage().nbytes()
+        return t
+
+    leaf = inputs[:1].detach().requires_grad_(True)
+    rows = torch.zeros(1, dtype=torch.long, device=inputs.device)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        scorer.runner.logits(scorer.batch, rows, leaf)
+    scorer.runner.forwards -= 1
+    return max(1, 2 * saved + 4 * leaf.numel() * leaf.element_size())
+
+
+def _check_fixed(fixed: int | str) -> int | str:
+    if fixed == "auto":
+        return fixed
+    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
+        raise InputError("fixed", f"expected 'auto' or an integer >= 0, got {fixed!r}")
+    return fixed
+
+
+def _as_list(value: Prompts, argument: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InputError(argument, f"expected a string or a non-empty list of strings, got {value!r}")
+
+
+def _per_prompt(value: Prompts | None, n: int, argument: str) -> list[str | None]:
+    if value is None:
+        return [None] * n
+    values = _as_list(value, argument)
+    if len(values) != n:
+        raise InputError(argument, f"expected one {argument} per prompt ({n}), got {len(values)}")
+    return list(values)

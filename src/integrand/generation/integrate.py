@@ -1,0 +1,249 @@
+"""Gradients of every target token from one forward pass per integration point, and the path integrals.
+
+A causal LM's logits at position ``p`` depend only on embeddings at positions ``<= p``. So
+running the interpolated full sequence (prompt + all targets) at one ``alpha`` gives, at each
+score position, exactly what the interpolated prefix alone would give: one forward per point
+serves every target, followed by one backward per target on the retained graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import InputError, ModelError
+from ..quadrature import Rule
+from .runner import Batch, Runner
+from .steps import StepArgs, StepFunction
+
+Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""(gradient [points, L, H], rows [points]) -> per-position contribution [points, L]."""
+
+
+class Scorer:
+    """Target scores ``[points, T]`` and their per-position gradient contributions, chunked."""
+
+    def __init__(
+        self,
+        runner: Runner,
+        batch: Batch,
+        step_fn: StepFunction,
+        contrast_ids: torch.Tensor | None,
+        contrast_logprobs: torch.Tensor | None,
+        chunk: int,
+    ) -> None:
+        self.runner = runner
+        self.batch = batch
+        self.step_fn = step_fn
+        self.contrast_ids = contrast_ids
+        self.contrast_logprobs = contrast_logprobs
+        self.chunk = chunk
+
+    def _score(self, logits: list[torch.Tensor], rows: torch.Tensor, step_fn: StepFunction) -> torch.Tensor:
+        cols = []
+        for k, lk in enumerate(logits):
+            args = StepArgs(
+                logits=lk,
+                target_ids=self.batch.target_ids[rows, k],
+                contrast_ids=None if self.contrast_ids is None else self.contrast_ids[rows, k],
+                contrast_logprobs=None if self.contrast_logprobs is None else self.contrast_logprobs[rows, k],
+            )
+            s = step_fn(args)
+            if not isinstance(s, torch.Tensor) or s.shape != (rows.shape[0],):
+                got = tuple(s.shape) if isinstance(s, torch.Tensor) else type(s).__name__
+                raise InputError(
+                    "score", f"a step function must return one score per row ({rows.shape[0]},), got {got}"
+                )
+            cols.append(s)
+        scores = torch.stack(cols, dim=1)
+        if not bool(torch.isfinite(scores[self.batch.valid[rows]]).all()):
+            raise ModelError("model", "the target score is NaN or Inf along the path")
+        return scores * self.batch.valid[rows]
+
+    def scores(self, rows: torch.Tensor, embeds: torch.Tensor, step_fn: StepFunction | None = None) -> torch.Tensor:
+        """Scores without gradients at given points (chunked)."""
+        out = []
+        with torch.no_grad():
+            for start in range(0, rows.shape[0], self.chunk):
+                r = rows[start : start + self.chunk]
+                logits = self.runner.logits(self.batch, r, embeds[start : start + self.chunk])
+                out.append(self._score(logits, r, step_fn or self.step_fn))
+        return torch.cat(out)
+
+    def gradients(self, rows: torch.Tensor, embeds: torch.Tensor, reduce: Reduce) -> tuple[torch.Tensor, torch.Tensor]:
+        """One chunk: scores [points, T] and contributions [points, T, L] (one backward per target)."""
+        leaf = embeds.detach().requires_grad_(True)
+        n_targets = self.batch.target_ids.shape[1]
+        contrib = embeds.new_zeros(rows.shape[0], n_targets, embeds.shape[1])
+        with torch.enable_grad():
+            scores = self._score(self.runner.logits(self.batch, rows, leaf), rows, self.step_fn)
+            live = [k for k in range(n_targets) if bool(self.batch.valid[rows, k].any())]
+            for i, k in enumerate(live):
+                if not scores.requires_grad:
+                    raise ModelError("model", "the target score does not depend on the input embeddings")
+                (grad,) = torch.autograd.grad(
+                    scores[:, k].sum(), leaf, retain_graph=i < len(live) - 1, allow_unused=True
+                )
+                if grad is not None:
+                    contrib[:, k] = reduce(grad, rows)
+        return scores.detach(), contrib
+
+
+def points(inputs: torch.Tensor, baselines: torch.Tensor, rows: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    base = baselines[rows]
+    return base + alpha.view(-1, 1, 1) * (inputs[rows] - base)
+
+
+def fixed_rule(
+    scorer: Scorer, inputs: torch.Tensor, baselines: torch.Tensor, rule: Rule, reduce: Reduce
+) -> torch.Tensor:
+    """Weighted sum of contributions at the rule's nodes: [B, T, L]."""
+    n_rows = inputs.shape[0]
+    nodes = torch.tensor(rule.nodes, dtype=torch.float64).to(inputs)
+    weights = torch.tensor(rule.weights, dtype=torch.float64).to(inputs)
+    rows = torch.arange(n_rows, device=inputs.device).repeat_interleave(rule.steps)
+    alpha, w = nodes.repeat(n_rows), weights.repeat(n_rows)
+    out = inputs.new_zeros(n_rows, scorer.batch.target_ids.shape[1], inputs.shape[1])
+    for start in range(0, rows.shape[0], scorer.chunk):
+        sl = slice(start, start + scorer.chunk)
+        _, contrib = scorer.gradients(rows[sl], points(inputs, baselines, rows[sl], alpha[sl]), reduce)
+        out.index_add_(0, rows[sl], contrib * w[sl, None, None])
+    return out
+
+
+_COARSE = np.array([1.0, 0.0, 4.0, 0.0, 1.0]) / 6.0
+_FINE = np.array([1.0, 4.0, 2.0, 4.0, 1.0]) / 12.0
+POINTS_PER_SPLIT = 4
+
+
+@dataclass
+class _Interval:
+    """Simpson pair on [a, b] for all targets of one row: values [5, T, L], scores [5, T]."""
+
+    a: float
+    b: float
+    values: torch.Tensor
+    scores: torch.Tensor
+
+    def __post_init__(self) -> None:
+        h = self.b - self.a
+        coarse = h * torch.einsum("n,ntl->tl", self.values.new_tensor(_COARSE), self.values)
+        self.fine = h * torch.einsum("n,ntl->tl", self.values.new_tensor(_FINE), self.values)
+        self.error = (self.fine - coarse).abs()  # [T, L]
+        self.residual = (self.scores[-1] - self.scores[0] - self.fine.sum(dim=1)).abs()  # [T]
+
+    def indicator(self, budget: torch.Tensor) -> float:
+        """Largest error of this interval over targets, in units of each target's budget."""
+        worst = torch.maximum(self.error.amax(dim=1), self.residual)
+        return float((worst / budget).max())
+
+    def children(self) -> list[float]:
+        h = self.b - self.a
+        return [self.a + h * f for f in (1 / 8, 3 / 8, 5 / 8, 7 / 8)]
+
+    def split(self, v: torch.Tensor, s: torch.Tensor) -> list[_Interval]:
+        mid = (self.a + self.b) / 2
+        x, y = self.values, self.scores
+        left = _Interval(
+            self.a, mid, torch.stack([x[0], v[0], x[1], v[1], x[2]]), torch.stack([y[0], s[0], y[1], s[1], y[2]])
+        )
+        right = _Interval(
+            mid, self.b, torch.stack([x[2], v[2], x[3], v[3], x[4]]), torch.stack([y[2], s[2], y[3], s[3], y[4]])
+        )
+        return [left, right]
+
+
+@dataclass(frozen=True)
+class AdaptiveOutcome:
+    values: torch.Tensor  # [B, T, L]
+    steps: torch.Tensor  # [B]
+    converged: torch.Tensor  # [B, T]
+    quadrature_error: torch.Tensor  # [B, T], relative to |total|
+
+
+def adaptive(
+    scorer: Scorer,
+    inputs: torch.Tensor,
+    baselines: torch.Tensor,
+    total: torch.Tensor,
+    reduce: Reduce,
+    tol: float,
+    atol: float,
+    max_steps: int,
+) -> AdaptiveOutcome:
+    """Globally adaptive Simpson per row; all targets of a row share its points.
+
+    A row is refined until every valid target's summed feature error and completeness error
+    are within ``tol * |total| + atol``; intervals are bisected by their worst target.
+    """
+    n_rows = inputs.shape[0]
+    valid = scorer.batch.valid
+    tiny = torch.finfo(total.dtype).tiny
+    budget = (total.abs() * tol + atol).clamp_min(tiny)
+    # Padding targets never block convergence.
+    budget = torch.where(valid, budget, torch.full_like(budget, float("inf")))
+
+    def evaluate(rows: list[int], alphas: list[float]) -> tuple[torch.Tensor, torch.Tensor]:
+        r = torch.tensor(rows, dtype=torch.long, device=inputs.device)
+        a = torch.tensor(np.asarray(alphas, dtype=np.float64)).to(inputs)
+        vals, scs = [], []
+        for start in range(0, r.shape[0], scorer.chunk):
+            sl = slice(start, start + scorer.chunk)
+            s, c = scorer.gradients(r[sl], points(inputs, baselines, r[sl], a[sl]), reduce)
+            vals.append(c)
+            scs.append(s)
+        return torch.cat(vals), torch.cat(scs)
+
+    start = [0.0, 0.25, 0.5, 0.75, 1.0]
+    v, s = evaluate([b for b in range(n_rows) for _ in start], start * n_rows)
+    parts = [[_Interval(0.0, 1.0, v[5 * b : 5 * b + 5], s[5 * b : 5 * b + 5])] for b in range(n_rows)]
+    steps = [len(start)] * n_rows
+    converged = torch.zeros(n_rows, total.shape[1], dtype=torch.bool)
+    active = list(range(n_rows))
+    while active:
+        plan: list[tuple[int, list[int]]] = []
+        for b in active:
+            ok = _row_converged(parts[b], total[b], budget[b])
+            converged[b] = ok.cpu()
+            if bool(ok.all()):
+                continue
+            room = (max_steps - steps[b]) // POINTS_PER_SPLIT
+            if room < 1:
+                continue
+            share = 1.0 / len(parts[b])
+            ind = [p.indicator(budget[b]) for p in parts[b]]
+            order = sorted(range(len(ind)), key=lambda i: -ind[i])
+            plan.append((b, [i for i in order if ind[i] > share][:room] or order[:1]))
+        if not plan:
+            break
+        rows = [b for b, chosen in plan for _ in range(POINTS_PER_SPLIT * len(chosen))]
+        alphas = [x for b, chosen in plan for i in chosen for x in parts[b][i].children()]
+        v, s = evaluate(rows, alphas)
+        cursor = 0
+        for b, chosen in plan:
+            new: dict[int, list[_Interval]] = {}
+            for i in chosen:
+                sl = slice(cursor, cursor + POINTS_PER_SPLIT)
+                new[i] = parts[b][i].split(v[sl], s[sl])
+                cursor += POINTS_PER_SPLIT
+            parts[b] = [c for i, p in enumerate(parts[b]) for c in new.get(i, [p])]
+            steps[b] += POINTS_PER_SPLIT * len(chosen)
+        active = [b for b, _ in plan]
+    values = torch.stack([torch.stack([p.fine for p in row]).sum(dim=0) for row in parts])
+    feature_error = torch.stack([torch.stack([p.error for p in row]).sum(dim=0).amax(dim=1) for row in parts])
+    scale = (total.abs() + atol).clamp_min(tiny)
+    return AdaptiveOutcome(
+        values=values,
+        steps=torch.tensor(steps),
+        converged=converged & valid.cpu(),
+        quadrature_error=(feature_error / scale).cpu(),
+    )
+
+
+def _row_converged(parts: list[_Interval], total: torch.Tensor, budget: torch.Tensor) -> torch.Tensor:
+    feature_error = torch.stack([p.error for p in parts]).sum(dim=0).amax(dim=1)
+    estimate = torch.stack([p.fine.sum(dim=1) for p in parts]).sum(dim=0)
+    return (feature_error <= budget) & ((total - estimate).abs() <= budget)

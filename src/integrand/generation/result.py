@@ -1,0 +1,193 @@
+"""``GenerationAttribution``: attribution of each target token to every earlier token of one sequence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import InputError, MissingExtraError
+
+FORMAT = "integrand.GenerationAttribution"
+FORMAT_VERSION = 1
+_TENSORS = ("token_ids", "matrix", "score_input", "score_baseline", "delta", "steps", "converged", "quadrature_error")
+
+
+@dataclass(frozen=True)
+class GenerationAttribution:
+    """One prompt's attribution.
+
+    ``tokens`` is the full sequence (prompt then targets); target ``k`` is token ``n_prompt + k``.
+    ``matrix[k, j]`` is the attribution of target ``k``'s score to source token ``j`` (``j`` runs
+    over all tokens but the last; entries at ``j >= n_prompt + k`` are zero: later tokens cannot
+    matter). ``delta`` is the completeness error ``score_input - score_baseline - matrix.sum(1)``
+    (``None`` for methods without completeness); ``fixed_positions`` were not interpolated.
+    """
+
+    tokens: tuple[str, ...]
+    token_ids: torch.Tensor  # [L]
+    n_prompt: int
+    matrix: torch.Tensor  # [T, L - 1]
+    step_scores: dict[str, torch.Tensor]  # name -> [T]
+    score_input: torch.Tensor  # [T]
+    score_baseline: torch.Tensor | None
+    delta: torch.Tensor | None
+    steps: torch.Tensor  # [T]
+    converged: torch.Tensor  # [T]
+    method: str
+    score: str
+    fixed_positions: tuple[int, ...]
+    params: dict[str, Any] = field(default_factory=dict)
+    quadrature_error: torch.Tensor | None = None
+    source_groups: dict[str, tuple[int, int]] | None = None
+
+    @property
+    def target_tokens(self) -> tuple[str, ...]:
+        return self.tokens[self.n_prompt :]
+
+    @property
+    def source_tokens(self) -> tuple[str, ...]:
+        return self.tokens[:-1]
+
+    @property
+    def relative_error(self) -> torch.Tensor | None:
+        """``|delta| / |score_input - score_baseline|`` per target token."""
+        if self.delta is None or self.score_baseline is None:
+            return None
+        scale = (self.score_input - self.score_baseline).abs().clamp_min(torch.finfo(self.delta.dtype).tiny)
+        return self.delta.abs() / scale
+
+    def grouped(self) -> tuple[list[str], torch.Tensor]:
+        """Matrix summed over source groups (chat messages): names and [T, groups]."""
+        if not self.source_groups:
+            raise InputError("source_groups", "this result has no source groups (use GenerationExplainer.chat)")
+        names = list(self.source_groups)
+        cols = [self.matrix[:, a : min(b, self.matrix.shape[1])].sum(dim=1) for a, b in self.source_groups.values()]
+        return names, torch.stack(cols, dim=1)
+
+    def top_sources(self, k: int = 3, target: int = 0) -> list[tuple[int, str, float]]:
+        """The ``k`` source tokens with the largest attribution for target ``target``: (position, token, value)."""
+        row = self.matrix[target]
+        order = row.argsort(descending=True)[:k].tolist()
+        return [(j, self.tokens[j], float(row[j])) for j in order]
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        """Write a ``.safetensors`` file with JSON metadata (no pickle)."""
+        from safetensors.torch import save_file
+
+        tensors = {n: getattr(self, n).detach().cpu().clone() for n in _TENSORS if getattr(self, n) is not None}
+        tensors["converged"] = tensors["converged"].to(torch.uint8)
+        for name, value in self.step_scores.items():
+            tensors[f"step_scores/{name}"] = value.detach().cpu().clone()
+        meta = {
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "tokens": list(self.tokens),
+            "n_prompt": self.n_prompt,
+            "method": self.method,
+            "score": self.score,
+            "fixed_positions": list(self.fixed_positions),
+            "params": self.params,
+            "step_scores": list(self.step_scores),
+            "source_groups": self.source_groups,
+        }
+        path = Path(path)
+        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> GenerationAttribution:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get("integrand")
+            meta = json.loads(raw) if raw else {}
+            if meta.get("format") != FORMAT:
+                raise InputError("path", f"{path} is not a GenerationAttribution file")
+            if meta.get("version") != FORMAT_VERSION:
+                raise InputError("path", f"{path} has format version {meta.get('version')}; expected {FORMAT_VERSION}")
+            stored = {k: fh.get_tensor(k) for k in fh.keys()}
+        groups = meta["source_groups"]
+        return cls(
+            tokens=tuple(meta["tokens"]),
+            n_prompt=int(meta["n_prompt"]),
+            step_scores={n: stored[f"step_scores/{n}"] for n in meta["step_scores"]},
+            method=meta["method"],
+            score=meta["score"],
+            fixed_positions=tuple(meta["fixed_positions"]),
+            params=meta["params"],
+            source_groups=None if groups is None else {k: (int(v[0]), int(v[1])) for k, v in groups.items()},
+            converged=stored["converged"].bool(),
+            token_ids=stored["token_ids"],
+            matrix=stored["matrix"],
+            score_input=stored["score_input"],
+            score_baseline=stored.get("score_baseline"),
+            delta=stored.get("delta"),
+            steps=stored["steps"],
+            quadrature_error=stored.get("quadrature_error"),
+        )
+
+    # ---- views -------------------------------------------------------------------------------
+    def summary(self, top: int = 3) -> str:
+        """A plain-text table: one line per target token with its scores, error and top sources."""
+        rel = self.relative_error
+        lines = [f"{self.method} of {self.score}; fixed positions {list(self.fixed_positions)}"]
+        for k, tok in enumerate(self.target_tokens):
+            logged = "  ".join(f"{n}={float(v[k]):.4g}" for n, v in self.step_scores.items())
+            err = "" if rel is None else f"  rel.err={float(rel[k]):.2g}"
+            flag = "" if bool(self.converged[k]) else "  NOT CONVERGED"
+            tops = ", ".join(f"{t!r}:{v:+.3g}" for _, t, v in self.top_sources(top, k))
+            lines.append(f"{tok!r:>14}  {logged}{err}  steps={int(self.steps[k])}{flag}  top: {tops}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_html(self, *, title: str | None = None) -> str:
+        """A token x token heatmap table (targets as rows, sources as columns); all text escaped."""
+        from ..viz.html import STYLE, diverging_rgb
+
+        rgb = diverging_rgb(self.matrix).tolist()
+        rel = self.relative_error
+        head = "".join(f"<th>{escape(t)}</th>" for t in self.source_tokens)
+        rows = []
+        for k, tok in enumerate(self.target_tokens):
+            cells = []
+            for j in range(self.matrix.shape[1]):
+                r, g, b = rgb[k][j]
+                value = float(self.matrix[k, j])
+                later = j >= self.n_prompt + k
+                cells.append(
+                    f'<td style="background:rgb({r},{g},{b})" title="{escape(self.tokens[j])}: {value:.4g}">'
+                    f"{'' if later else f'{value:.2g}'}</td>"
+                )
+            status = "" if bool(self.converged[k]) else ' <span class="bad">not converged</span>'
+            err = "" if rel is None else f" ({float(rel[k]):.1e})"
+            rows.append(f"<tr><th>{escape(tok)}{escape(err)}{status}</th>{''.join(cells)}</tr>")
+        caption = (
+            f"{escape(title or self.method)}: {escape(self.score)} of each target token (rows) attributed to earlier "
+            f"tokens (columns); fixed positions {escape(str(list(self.fixed_positions)))}"
+        )
+        return f"{STYLE}<table><caption>{caption}</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"
+
+    def _repr_html_(self) -> str:
+        return self.to_html()
+
+    def plot(self, ax: Any = None) -> Any:
+        """Matplotlib heatmap of the matrix; returns the axes."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as exc:
+            raise MissingExtraError("matplotlib", "viz") from exc
+        if ax is None:
+            _, ax = plt.subplots(figsize=(max(4.0, 0.35 * self.matrix.shape[1]), max(2.0, 0.35 * self.matrix.shape[0])))
+        limit = float(self.matrix.abs().max()) or 1.0
+        ax.imshow(self.matrix.double().cpu().numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(len(self.source_tokens)), self.source_tokens, rotation=90)
+        ax.set_yticks(range(len(self.target_tokens)), self.target_tokens)
+        return ax
