@@ -32,50 +32,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .bisection import POINTS_PER_SPLIT, Intervals
 from .engine import Engine
 from .quadrature import clenshaw_curtis
-
-_COARSE = (1.0 / 6.0, 0.0, 4.0 / 6.0, 0.0, 1.0 / 6.0)
-_FINE = (1.0 / 12.0, 4.0 / 12.0, 2.0 / 12.0, 4.0 / 12.0, 1.0 / 12.0)
-POINTS_PER_SPLIT = 4
-
-
-@dataclass
-class _Interval:
-    a: float
-    b: float
-    values: torch.Tensor  # [5, features]: integrand at the five nodes
-    scores: torch.Tensor  # [5]: target score at the five nodes
-
-    def __post_init__(self) -> None:
-        h = self.b - self.a
-        coarse = h * torch.einsum("n,nd->d", self.values.new_tensor(_COARSE), self.values)
-        self.fine = h * torch.einsum("n,nd->d", self.values.new_tensor(_FINE), self.values)
-        self.signed_error = self.fine - coarse
-        self.error = self.signed_error.abs()
-        self.residual = float(self.scores[-1] - self.scores[0] - self.fine.sum())
-        self.indicator = max(float(self.error.max()), abs(self.residual))
-
-    def children_alphas(self) -> tuple[float, float, float, float]:
-        h = self.b - self.a
-        return (self.a + h / 8, self.a + 3 * h / 8, self.a + 5 * h / 8, self.a + 7 * h / 8)
-
-    def split(self, new_values: torch.Tensor, new_scores: torch.Tensor) -> tuple[_Interval, _Interval]:
-        v, s = self.values, self.scores
-        mid = (self.a + self.b) / 2
-        left = _Interval(
-            self.a,
-            mid,
-            torch.stack([v[0], new_values[0], v[1], new_values[1], v[2]]),
-            torch.stack([s[0], new_scores[0], s[1], new_scores[1], s[2]]),
-        )
-        right = _Interval(
-            mid,
-            self.b,
-            torch.stack([v[2], new_values[2], v[3], new_values[3], v[4]]),
-            torch.stack([s[2], new_scores[2], s[3], new_scores[3], s[4]]),
-        )
-        return left, right
 
 
 @dataclass(frozen=True)
@@ -84,16 +43,6 @@ class AdaptiveResult:
     steps: torch.Tensor  # [batch]
     converged: torch.Tensor  # [batch] bool
     quadrature_error: torch.Tensor  # [batch]: max over features of the summed error, relative
-
-
-def _feature_error(parts: list[_Interval]) -> torch.Tensor:
-    """Largest per-feature gap between the composite fine and coarse rules.
-
-    This estimates the error of the coarse rule, so it over-estimates the error of the fine
-    estimate that is returned; signs are kept so that errors of opposite sign in different
-    intervals cancel as they do in the integral.
-    """
-    return torch.stack([p.signed_error for p in parts]).sum(dim=0).abs().max()
 
 
 def _evaluate(
@@ -204,63 +153,48 @@ def integrate(
         if rest
         else (diff[:0], total[:0])
     )
-    intervals: dict[int, list[_Interval]] = {}
+    intervals: dict[int, Intervals] = {}
     for j, b in enumerate(rest):
         st = spectral[b]
-        mid = (st.values.shape[0] - 1) // 2
-        picks = [0, mid, st.values.shape[0] - 1]
+        picks = [0, (st.values.shape[0] - 1) // 2, st.values.shape[0] - 1]
         v, sc = st.values[picks], st.scores[picks]
-        intervals[b] = [
-            _Interval(
-                0.0,
-                1.0,
-                torch.stack([v[0], q_values[2 * j], v[1], q_values[2 * j + 1], v[2]]),
-                torch.stack([sc[0], q_scores[2 * j], sc[1], q_scores[2 * j + 1], sc[2]]),
-            )
-        ]
+        values = torch.stack([v[0], q_values[2 * j], v[1], q_values[2 * j + 1], v[2]])
+        scores = torch.stack([sc[0], q_scores[2 * j], sc[1], q_scores[2 * j + 1], sc[2]])
+        unit = torch.tensor([0.0], dtype=torch.float64), torch.tensor([1.0], dtype=torch.float64)
+        intervals[b] = Intervals.build(*unit, values[None], scores[None])
         steps[b] += 2
     active = list(rest)
     converged = list(done)
     while active:
-        plan: list[tuple[int, list[int]]] = []
+        plan: list[tuple[int, torch.Tensor]] = []
         for b in active:
             parts = intervals[b]
-            worst = float(_feature_error(parts))
-            estimate = sum(float(p.fine.sum()) for p in parts)
-            completeness = abs(float(total[b]) - estimate)
-            if worst <= budget[b] and completeness <= budget[b]:
+            completeness = abs(float(total[b] - parts.estimate().sum()))
+            if parts.feature_error() <= budget[b] and completeness <= budget[b]:
                 converged[b] = True
                 continue
             room = (max_steps - steps[b]) // POINTS_PER_SPLIT
-            if room < 1:
-                continue
-            share = budget[b] / len(parts)
-            order = sorted(range(len(parts)), key=lambda i: -parts[i].indicator)
-            chosen = [i for i in order if parts[i].indicator > share][:room] or order[:1]
-            plan.append((b, chosen))
+            if room >= 1:
+                plan.append((b, parts.choose(budget[b], room)))
         if not plan:
             break
-        example = [b for b, chosen in plan for _ in range(POINTS_PER_SPLIT * len(chosen))]
-        alpha = [x for b, chosen in plan for i in chosen for x in intervals[b][i].children_alphas()]
-        new_values, new_scores = _evaluate(engine, baselines, diff, example, alpha)
+        alphas = [intervals[b].new_alphas(chosen) for b, chosen in plan]
+        example = [b for (b, _), al in zip(plan, alphas) for _ in range(len(al))]
+        new_values, new_scores = _evaluate(engine, baselines, diff, example, torch.cat(alphas).tolist())
         cursor = 0
         for b, chosen in plan:
-            parts = intervals[b]
-            replaced: dict[int, tuple[_Interval, _Interval]] = {}
-            for i in chosen:
-                rows = slice(cursor, cursor + POINTS_PER_SPLIT)
-                replaced[i] = parts[i].split(new_values[rows], new_scores[rows])
-                cursor += POINTS_PER_SPLIT
-            intervals[b] = [c for i, p in enumerate(parts) for c in replaced.get(i, (p,))]
-            steps[b] += POINTS_PER_SPLIT * len(chosen)
+            n = POINTS_PER_SPLIT * len(chosen)
+            intervals[b] = intervals[b].split(chosen, new_values[cursor : cursor + n], new_scores[cursor : cursor + n])
+            cursor += n
+            steps[b] += n
         active = [b for b, _ in plan]
     scale = (total.abs().double() + atol).clamp_min(torch.finfo(torch.float64).tiny)
     out = torch.empty_like(diff)
     errors = torch.empty(batch, dtype=torch.float64)
     for b in range(batch):
         if b in intervals:
-            out[b] = torch.stack([p.fine for p in intervals[b]]).sum(dim=0)
-            errors[b] = float(_feature_error(intervals[b]))
+            out[b] = intervals[b].estimate()
+            errors[b] = intervals[b].feature_error()
         else:
             st = spectral[b]
             assert st.estimate is not None and st.error is not None
