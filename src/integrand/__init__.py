@@ -38,10 +38,12 @@ from .uncertainty import (
     gaussian_variance,
     mc_dropout,
 )
+from .viz import show
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "show",
     "GenerationAttribution",
     "GenerationExplainer",
     "comprehension",
