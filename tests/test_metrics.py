@@ -184,3 +184,15 @@ def test_bad_metric_arguments(call, argument: str, linear) -> None:
     with pytest.raises(InputError) as info:
         call(model, x)
     assert info.value.argument == argument, str(info.value)
+
+
+def test_rank_correlation_is_spearman_with_average_ranks_for_ties() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    from integrand.metrics._common import rank_correlation
+
+    g = torch.Generator().manual_seed(5)
+    a = torch.randint(0, 4, (3, 20), generator=g).double()  # many ties, as in sparse attribution maps
+    b = a + torch.randint(0, 3, (3, 20), generator=g).double()
+    got = rank_correlation(a, b)
+    for i in range(3):
+        assert float(got[i]) == pytest.approx(stats.spearmanr(a[i].numpy(), b[i].numpy()).statistic, abs=1e-12)

@@ -79,10 +79,19 @@ def perturbation_rows(
     return torch.cat(rows, dim=2)
 
 
+def _ranks(row: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..n-1 with ties sharing their average rank (as Spearman's coefficient needs)."""
+    _, inverse, counts = torch.unique(row, sorted=True, return_inverse=True, return_counts=True)
+    first = torch.cumsum(counts, 0) - counts
+    average = first.double() + (counts.double() - 1) / 2
+    ranked: torch.Tensor = average[inverse]
+    return ranked
+
+
 def rank_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman correlation of each row of ``a`` with the same row of ``b`` (``[batch, n]`` each)."""
-    ra = a.double().argsort(dim=1).argsort(dim=1).double()
-    rb = b.double().argsort(dim=1).argsort(dim=1).double()
+    """Spearman correlation of each row of ``a`` with the same row of ``b`` (``[batch, n]`` each); ties averaged."""
+    ra = torch.stack([_ranks(r) for r in a.double()])
+    rb = torch.stack([_ranks(r) for r in b.double()])
     ra = ra - ra.mean(dim=1, keepdim=True)
     rb = rb - rb.mean(dim=1, keepdim=True)
     den = (ra.norm(dim=1) * rb.norm(dim=1)).clamp_min(torch.finfo(torch.float64).tiny)
