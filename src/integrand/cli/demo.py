@@ -11,6 +11,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="explain the embedded default models and write an HTML report")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the report and saved results")
     p.add_argument("--sections", nargs="*", default=None, help="run only these sections (default: all)")
+    p.add_argument("--serve", action="store_true", help="then open the results in the local viewer (127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="viewer port with --serve")
     p.set_defaults(handler=run)
 
 
@@ -19,4 +21,9 @@ def run(args: argparse.Namespace) -> int:
 
     report = run_demo(args.out, sections=args.sections)
     print(f"report: {report.resolve()}")
+    if args.serve:
+        from ..viewer import serve
+
+        print(f"integrand viewer: http://127.0.0.1:{args.port}/  (serving {args.out.resolve()}, Ctrl-C to stop)")
+        serve(args.out, host="127.0.0.1", port=args.port)
     return 0
