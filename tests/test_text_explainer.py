@@ -80,6 +80,30 @@ def test_toxicity_padding_is_exactly_zero(toxicity: TextExplainer, spy: list[dic
     assert all(len(r.tokens) == len(r.words) for r in results)
 
 
+def test_agrees_with_captum_layer_ig(toxicity: TextExplainer) -> None:
+    import copy
+
+    from captum.attr import LayerIntegratedGradients
+
+    model = copy.deepcopy(toxicity.model).double()
+    explainer = TextExplainer(model, toxicity.tokenizer)
+    ours = explainer(INSULT, target="insult", steps=32)
+    ids = torch.tensor([toxicity.tokenizer.encode(INSULT).ids])
+    lig = LayerIntegratedGradients(model, model.embedding)
+    theirs = lig.attribute(ids, baselines=torch.zeros_like(ids), target=4, n_steps=32, method="gausslegendre")
+    theirs = theirs.sum(dim=-1)[0]
+    assert torch.equal(theirs[:-5], torch.zeros(95, dtype=theirs.dtype))
+    assert torch.allclose(ours.scores, theirs[-5:], rtol=1e-7, atol=1e-9)
+
+
+def test_results_plug_into_the_generic_views(toxicity: TextExplainer) -> None:
+    from integrand.viz.adapters import as_view
+
+    view = as_view(toxicity(INSULT, target="insult", steps=8))
+    assert view.kind == "tokens" and [p.name for p in view.examples[0].panels] == ["tokens", "words"]
+    assert view.examples[0].info.label == "insult" and view.examples[0].info.prediction == "toxic"
+
+
 # ---------------------------------------------------------------- a tiny Hugging Face classifier saved and reloaded
 
 
@@ -329,7 +353,7 @@ def test_other_bad_arguments(bert: TextExplainer, bert_dir: Path) -> None:
         assert info.value.argument == argument, kwargs
     with pytest.raises(InputError) as info:
         TextExplainer(_bert_model(bert_dir), bert.tokenizer, embedding="bert.embedings.word_embeddings")
-    assert info.value.argument == "layer" and "bert.embeddings.word_embeddings" in str(info.value)
+    assert info.value.argument == "embedding" and "close matches: bert.embeddings.word_embeddings" in str(info.value)
     with pytest.raises(InputError) as info:
         TextExplainer.from_pretrained(bert_dir.parent / "missing")
     assert info.value.argument == "model"

@@ -67,7 +67,10 @@ def _find_embedding(model: nn.Module, embedding: nn.Module | str | None) -> tupl
     from ..layers import resolve_layer
 
     if embedding is not None:
-        return resolve_layer(model, embedding)
+        try:
+            return resolve_layer(model, embedding)
+        except InputError as error:
+            raise InputError("embedding", str(error).split(": ", 1)[-1]) from None
     getter = getattr(model, "get_input_embeddings", None)
     if callable(getter):
         found = getter()
