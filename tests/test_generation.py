@@ -252,3 +252,41 @@ def test_hooks_removed_after_a_failing_step_function(lm: tuple[Any, Any], state_
         GenerationExplainer(model, tok)(PROMPT, target="paris", score=bad, steps=4)
     assert info.value.argument == "score"
     guard.assert_unchanged()
+
+
+def test_cli_generate_writes_summary_html_and_result(lm: tuple[Any, Any], tmp_path: Any, capsys: Any) -> None:
+    from integrand.cli import main
+
+    model, tok = lm
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    html, saved = tmp_path / "out.html", tmp_path / "out.safetensors"
+    argv = ["generate", PROMPT, "--model", str(tmp_path / "m"), "--target", "paris city", "--tol", "1e-3"]
+    assert main([*argv, "--html", str(html), "--save", str(saved)]) == 0
+    assert "'paris'" in capsys.readouterr().out
+    assert "&lt;" not in PROMPT and "<table>" in html.read_text()
+    direct = GenerationExplainer(model, tok)(PROMPT, target="paris city", tol=1e-3)
+    assert torch.allclose(GenerationAttribution.load(saved).matrix, direct.matrix, atol=1e-6)
+    assert main(["generate", PROMPT, "--model", str(tmp_path / "m"), "--max-new-tokens", "0"]) == 2
+
+
+def test_comprehension_ranks_paraphrases_by_their_profiles(lm: tuple[Any, Any]) -> None:
+    from integrand import comprehension
+    from integrand.generation.comprehension import profile, statistics
+
+    model, tok = lm
+    paraphrases = ["the capital of france is", "france , capital city is", "what is the capital city of france ?"]
+    ranked = comprehension(model, tok, paraphrases, target="paris", steps=8, rank_by="minimum")
+    assert sorted(s.paraphrase for s in ranked) == sorted(paraphrases)
+    assert [s.stats["minimum"] for s in ranked] == sorted((s.stats["minimum"] for s in ranked), reverse=True)
+    for s in ranked:
+        assert float(s.profile.max()) == pytest.approx(1.0) and s.profile.numel() == s.attribution.n_prompt - len(
+            s.attribution.fixed_positions
+        )
+        assert s.stats == statistics(profile(s.attribution), 0.1)
+    stats = statistics(torch.tensor([1.0, 0.05, 0.5, 0.2, 0.05, 0.2]), threshold=0.1)
+    assert stats["above"] == pytest.approx(4 / 6) and stats["minimum"] == pytest.approx(0.05)
+    assert stats["middle"] == pytest.approx(0.7 / 2.0) and stats["mean"] == pytest.approx(2.0 / 6)
+    with pytest.raises(InputError) as info:
+        comprehension(model, tok, paraphrases, target="paris", rank_by="median")
+    assert info.value.argument == "rank_by"

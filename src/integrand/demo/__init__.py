@@ -13,7 +13,7 @@ from typing import Sequence
 from ..errors import InputError
 from ..viz.html import STYLE
 
-SECTIONS: tuple[str, ...] = ("image", "text")
+SECTIONS: tuple[str, ...] = ("image", "text", "generation")
 
 
 def run_demo(out: Path, sections: Sequence[str] | None = None) -> Path:

@@ -23,7 +23,7 @@ from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, n
 
 METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient")
 DEFAULT_TOL = 1e-2
-DEFAULT_MAX_STEPS = 257
+DEFAULT_MAX_STEPS = 1025
 DEFAULT_NEW_TOKENS = 8
 BaselineSpec = Union[str, int]
 Prompts = Union[str, Sequence[str]]
@@ -56,7 +56,8 @@ class GenerationExplainer:
         model: a decoder-only ``transformers`` model (``get_input_embeddings()`` is required).
         tokenizer: its tokenizer.
         baseline: the token whose embedding replaces each interpolated position at alpha = 0:
-            "pad" (default; falls back to unk, then eos), "unk", "eos", "bos", a token id, or "zeros".
+            "unk" (default, Inseq's convention; falls back to pad, then eos), "pad", "eos", "bos", a
+            token id, or "zeros".
         fixed: leading positions kept at their real embedding along the path: "auto" (the
             leading BOS tokens: the attention sink) or a count.
         add_bos: prepend the tokenizer's BOS token when the encoded prompt lacks it (default: when
@@ -69,7 +70,7 @@ class GenerationExplainer:
         model: Any,
         tokenizer: Any,
         *,
-        baseline: BaselineSpec = "pad",
+        baseline: BaselineSpec = "unk",
         fixed: int | str = "auto",
         add_bos: bool | None = None,
         batch_size: int | None = None,
@@ -201,7 +202,7 @@ class GenerationExplainer:
             return spec
         if spec == "zeros":
             return None
-        order = {"pad": ("pad", "unk", "eos"), "unk": ("unk",), "eos": ("eos",), "bos": ("bos",)}.get(str(spec))
+        order = {"unk": ("unk", "pad", "eos"), "pad": ("pad",), "eos": ("eos",), "bos": ("bos",)}.get(str(spec))
         if order is None:
             raise InputError("baseline", f"expected 'pad', 'unk', 'eos', 'bos', 'zeros' or a token id, got {spec!r}")
         for name in order:

@@ -1,0 +1,60 @@
+"""``integrand generate``: attribute a causal LM's generated (or forced) tokens to the prompt."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("generate", help="attribute each generated token of a causal LM to the tokens before it")
+    p.add_argument("prompt", help="the prompt text")
+    p.add_argument("--model", default=None, help="a local model folder (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--max-new-tokens", type=int, default=None, help="greedy tokens to generate (default 8)")
+    p.add_argument("--target", default=None, help="force this continuation instead of generating")
+    p.add_argument("--contrast", default=None, help="contrastive foil: attribute log P(target) - log P(contrast)")
+    p.add_argument(
+        "--method", default="integrated_gradients", help="integrated_gradients, saliency or input_x_gradient"
+    )
+    p.add_argument("--steps", type=int, default=None, help="fixed Gauss-Legendre steps (default: error control)")
+    p.add_argument("--tol", type=float, default=None, help="relative completeness tolerance per target token")
+    p.add_argument("--html", type=Path, default=None, help="write the token x token heatmap here")
+    p.add_argument("--save", type=Path, default=None, help="write the result (.safetensors) here")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..generation import GenerationExplainer
+
+    model: Any
+    if args.model is None:
+        from ..generation.smollm import load_smollm2
+
+        model, tokenizer = load_smollm2()
+    else:
+        try:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+        except ImportError as exc:
+            from ..errors import MissingExtraError
+
+            raise MissingExtraError("transformers", "text") from exc
+        model = AutoModelForCausalLM.from_pretrained(args.model)
+        model.eval()
+        tokenizer = AutoTokenizer.from_pretrained(args.model)
+    result = GenerationExplainer(model, tokenizer)(
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        target=args.target,
+        contrast=args.contrast,
+        method=args.method,
+        steps=args.steps,
+        tol=args.tol,
+    )
+    print(result.summary())
+    if args.html is not None:
+        args.html.write_text(f"<!doctype html><meta charset='utf-8'>{result.to_html()}", encoding="utf-8")
+        print(f"html: {args.html.resolve()}")
+    if args.save is not None:
+        print(f"saved: {result.save(args.save).resolve()}")
+    return 0 if bool(result.converged.all()) else 1

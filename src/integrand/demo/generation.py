@@ -1,0 +1,32 @@
+"""Demo section: which prompt tokens make SmolLM2-135M-Instruct answer " Paris" (and not " Lyon")."""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+TITLE = "Generation: attributing an LLM's answer to its prompt"
+PROMPT = "The capital of France is"
+
+
+def run(out: Path) -> str:
+    from ..generation import GenerationExplainer
+    from ..generation.smollm import load_smollm2
+
+    model, tokenizer = load_smollm2()
+    gx = GenerationExplainer(model, tokenizer)
+    forced = gx(PROMPT, target=" Paris", tol=1e-2)
+    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", steps=16)
+    parts = []
+    for name, res in (("forced", forced), ("contrast", contrast)):
+        print("   " + res.summary().replace("\n", "\n   "))
+        res.save(out / f"generation_{name}.safetensors")
+        parts.append(res.to_html(title=f"{PROMPT!r} -> {res.target_tokens}: {res.score}"))
+    top = ", ".join(f"{tok!r} ({value:+.2f})" for _, tok, value in forced.top_sources(3))
+    rel = forced.relative_error
+    note = (
+        f"SmolLM2-135M-Instruct; the first position (attention sink) stays fixed, other positions start from the "
+        f"{forced.params['baseline']!r} token. Top sources of ' Paris': {top}; relative completeness error "
+        f"{float(rel[0]) if rel is not None else float('nan'):.1e} after {int(forced.steps[0])} points."
+    )
+    return f"<p>{escape(note)}</p>" + "".join(parts)

@@ -1,0 +1,93 @@
+"""SmolLM2-135M-Instruct (the embedded default LLM): convergence and deletion faithfulness of the attributions."""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from typing import Any
+
+import pytest
+import torch
+
+from integrand import ConvergenceWarning
+from integrand.generation import GenerationExplainer
+
+pytest.importorskip("transformers")
+pytest.importorskip("gguf")
+
+FACTS = [
+    ("The capital of France is", " Paris"),
+    ("The capital of Germany is", " Berlin"),
+    ("The capital of Italy is", " Rome"),
+    ("The capital of Japan is", " Tokyo"),
+    ("The largest planet in our solar system is", " Jupiter"),
+    ("The chemical symbol for gold is", " Au"),
+    ("Romeo and Juliet was written by William", " Shakespeare"),
+    ("The opposite of hot is", " cold"),
+    ("Monday, Tuesday,", " Wednesday"),
+    ("One, two, three, four,", " five"),
+    ("The Eiffel Tower is located in the city of", " Paris"),
+    ("Water is made of hydrogen and", " oxygen"),
+]
+
+
+@pytest.fixture(scope="module")
+def smollm() -> tuple[Any, Any]:
+    from integrand.generation.smollm import gguf_path, load_smollm2
+
+    try:
+        gguf_path()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(str(exc))
+    return load_smollm2()
+
+
+def test_cached_copy_reproduces_the_model(smollm: tuple[Any, Any]) -> None:
+    model, tok = smollm
+    ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        top = model(ids).logits[0, -1].argmax()
+    assert tok.decode([int(top)]) == " Paris"
+
+
+def _log_p(model: Any, embeds: torch.Tensor, target: int) -> float:
+    with torch.no_grad():
+        return float(model(inputs_embeds=embeds[None]).logits[0, -1].log_softmax(-1)[target])
+
+
+@pytest.mark.slow
+def test_converges_and_is_faithful_by_deletion(smollm: tuple[Any, Any]) -> None:
+    model, tok = smollm
+    gx = GenerationExplainer(model, tok)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        results = gx([p for p, _ in FACTS], target=[t for _, t in FACTS], tol=1e-2, max_steps=2049)
+    assert bool(results[0].converged.all()), results[0].summary()
+    emb = model.get_input_embeddings()
+    wins = []
+    for (prompt, _), res in zip(FACTS, results):
+        ids = res.token_ids[: res.n_prompt]
+        target = int(res.token_ids[res.n_prompt])
+        with torch.no_grad():
+            x = emb(ids[None])[0]
+            base = emb(torch.tensor([[res.params["baseline_token_id"]]]))[0, 0]
+        full = _log_p(model, x, target)
+        sources = list(range(len(res.fixed_positions), res.n_prompt))
+        row = res.matrix[0, : res.n_prompt]
+        top = tuple(sorted(sorted(sources, key=lambda j: -float(row[j]))[:2]))
+
+        def drop(
+            pair: tuple[int, ...],
+            x: torch.Tensor = x,
+            full: float = full,
+            target: int = target,
+            base: torch.Tensor = base,
+        ) -> float:
+            e = x.clone()
+            e[list(pair)] = base
+            return full - _log_p(model, e, target)
+
+        others = [drop(p) for p in itertools.combinations(sources, 2) if p != top]
+        wins.append(drop(top) > sum(others) / len(others))
+        assert wins[-1], f"{prompt!r}: top pair {top} drop {drop(top):.3f} vs mean {sum(others) / len(others):.3f}"
+    assert all(wins)
