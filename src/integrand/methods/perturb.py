@@ -16,7 +16,7 @@ import torch
 
 from ..engine import Engine, chunk_size, probe
 from ..errors import InputError
-from ..inputs import TENSOR_KEY, InputSet
+from ..inputs import TENSOR_KEY, InputSet, call_model, gather_kwargs
 from ..targets import Target, TargetSpec, resolve_target
 
 
@@ -146,10 +146,18 @@ class Scorer:
         batch_size: int | None,
         memory_budget: int | None,
     ) -> None:
-        measured = probe(model, inputs, forward_kwargs)
         self.inputs = inputs
-        self.target: Target = resolve_target(target, measured.output)
-        self.chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point, inputs.device)
+        if batch_size is None:
+            measured = probe(model, inputs, forward_kwargs)
+            output, per_point = measured.output, measured.bytes_per_point
+        else:
+            # The chunk is given: a plain forward suffices (probing autograd memory costs a backward-ready pass).
+            example = torch.arange(inputs.batch, device=inputs.device)
+            with torch.no_grad():
+                output = call_model(model, inputs, inputs.tensors, gather_kwargs(forward_kwargs, inputs.batch, example))
+            per_point = 1
+        self.target: Target = resolve_target(target, output)
+        self.chunk = chunk_size(batch_size, memory_budget, per_point, inputs.device)
         self.engine = Engine(model, inputs, self.target, forward_kwargs, self.chunk)
         self.evaluations = 0
 
