@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import concepts, groups, lfa, metrics, neighbourhoods, profiles, targets, uncertainty
+from . import circuits, concepts, groups, lfa, metrics, neighbourhoods, profiles, targets, uncertainty
 from .baselines import gaussian_blur
 from .concepts import ConceptAttribution, concept_attribution
 from .corpus import Corpus, run
@@ -43,6 +43,7 @@ from .viz import show
 __version__ = "0.1.0"
 
 __all__ = [
+    "circuits",
     "show",
     "GenerationAttribution",
     "GenerationExplainer",
