@@ -306,7 +306,14 @@ def test_long_text_truncated_with_warning(toxicity: TextExplainer, bert: TextExp
     assert "truncated" in tox.to_html()
 
 
-def test_unknown_label(toxicity: TextExplainer) -> None:
+def test_predict_matches_the_wheel_readme(toxicity: TextExplainer) -> None:
+    probs = toxicity.predict(["You are so dumb and stupid!", "Have a nice day :)", "You're disgusting!"])
+    assert [f"{m:.4f}" for m in probs.mean(dim=1).tolist()] == ["0.4347", "0.0115", "0.3110"]
+    assert probs[0, 0] == pytest.approx(0.9889402985572815, abs=1e-6)
+
+
+def test_unknown_label(toxicity: TextExplainer, state_guard: Any) -> None:
+    guard = state_guard(toxicity.model)
     with pytest.raises(InputError) as info:
         toxicity(INSULT, target="insults")
     assert info.value.argument == "target" and "'insult'" in str(info.value) and "identity_hate" in str(info.value)
@@ -314,6 +321,7 @@ def test_unknown_label(toxicity: TextExplainer) -> None:
         toxicity(INSULT, target=6)
     with pytest.raises(InputError, match="2 targets for 1 texts"):
         toxicity([INSULT], target=["toxic", "insult"])
+    guard.assert_unchanged()
 
 
 def test_vocabulary_mismatch(bert_dir: Path, toxicity: TextExplainer) -> None:
