@@ -55,6 +55,7 @@ def test_insults_on_top_and_complete(toxicity: TextExplainer, target: str, state
     change = result.score_input - result.score_baseline
     assert abs(change - float(result.scores.sum())) <= 1e-3 * abs(change)
     assert result.target == target and result.predicted == "toxic" and result.multi_label
+    assert result.predicted_labels == ("toxic", "obscene", "insult")
     assert float(result.probabilities[result.labels.index("insult")]) > 0.5
 
 

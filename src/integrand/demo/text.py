@@ -24,7 +24,8 @@ def _report(name: str, results: list, out: Path) -> str:  # type: ignore[type-ar
     parts = []
     for i, r in enumerate(results):
         top = ", ".join(f"{w} ({s:+.2f})" for w, s in r.top_words(3))
-        print(f"   [{name}] {r.text!r}: predicted {r.predicted}, target {r.target}, top words {top}, "
+        predicted = ", ".join(r.predicted_labels) or "none"
+        print(f"   [{name}] {r.text!r}: predicted {predicted}, target {r.target}, top words {top}, "
               f"rel. completeness error {r.relative_error:.1e}, steps {r.steps}")
         r.save(out / f"text_{name}_{i}.safetensors")
         parts.append(r.to_html(title=r.text))

@@ -15,6 +15,7 @@ from ..errors import InputError
 FORMAT = "integrand.TokenAttribution"
 FORMAT_VERSION = 1
 _TENSORS = ("token_ids", "scores", "special", "word_scores", "probabilities")
+_DERIVED = ("predicted", "predicted_labels", "relative_error")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,13 @@ class TokenAttribution:
         return self.labels[int(self.probabilities.argmax())]
 
     @property
+    def predicted_labels(self) -> tuple[str, ...]:
+        """Multi-label models: every label with probability >= 0.5 (maybe none); otherwise the predicted label."""
+        if not self.multi_label:
+            return (self.predicted,)
+        return tuple(lab for lab, p in zip(self.labels, self.probabilities.tolist()) if p >= 0.5)
+
+    @property
     def relative_error(self) -> float:
         """``|delta| / |score_input - score_baseline|``."""
         scale = abs(self.score_input - self.score_baseline)
@@ -82,6 +90,7 @@ class TokenAttribution:
             "probabilities": self.probabilities.tolist(),
             "multi_label": self.multi_label,
             "predicted": self.predicted,
+            "predicted_labels": list(self.predicted_labels),
             "target": self.target,
             "score": self.score,
             "score_input": self.score_input,
@@ -101,7 +110,7 @@ class TokenAttribution:
         from safetensors.torch import save_file
 
         data = self.to_dict()
-        meta = {k: v for k, v in data.items() if k not in _TENSORS and k not in ("predicted", "relative_error")}
+        meta = {k: v for k, v in data.items() if k not in _TENSORS and k not in _DERIVED}
         meta.update({"format": FORMAT, "version": FORMAT_VERSION})
         tensors = {k: getattr(self, k).detach().cpu().contiguous() for k in _TENSORS}
         path = Path(path)

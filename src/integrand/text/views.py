@@ -24,8 +24,13 @@ def _fmt(x: float) -> str:
 def summary_line(result: TokenAttribution) -> str:
     """One line of plain text: prediction, target and completeness error."""
     prob = float(result.probabilities[result.labels.index(result.predicted)])
+    if result.multi_label:
+        above = ", ".join(result.predicted_labels) or "none"
+        predicted = f"labels with p >= 0.5: {above} (highest {result.predicted}, p={prob:.3f})"
+    else:
+        predicted = f"predicted {result.predicted} (p={prob:.3f})"
     parts = [
-        f"predicted {result.predicted} (p={prob:.3f})",
+        predicted,
         f"attributed {result.target} ({result.score}): {_fmt(result.score_input)} at the text, "
         f"{_fmt(result.score_baseline)} at the {result.baseline} baseline",
         f"completeness error {_fmt(result.relative_error)} (relative), {result.steps} steps",
