@@ -9,8 +9,8 @@ from torch import nn
 
 import integrand
 from integrand import InputError, lfa
+from integrand.checks import generator
 from integrand.methods import REGISTRY
-from integrand.methods.perturb import generator
 from integrand.neighbourhoods import (
     BernoulliMasks,
     Gaussian,

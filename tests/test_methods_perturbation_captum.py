@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import integrand
-from integrand.methods.perturb import generator
+from integrand.checks import generator
 from integrand.neighbourhoods import BernoulliMasks, ShapleyCoalitions, lime_kernel
 from tests.models import cnn, mlp
 

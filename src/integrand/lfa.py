@@ -20,9 +20,10 @@ from typing import Any, Callable, Literal, Mapping, Union
 import torch
 
 from .baselines import make_baselines
+from .checks import generator, resolve_seed
 from .errors import InputError
 from .inputs import Inputs, InputSet, as_input_set
-from .methods.perturb import FeatureGroups, Scorer, feature_groups, flat_baseline, generator, resolve_seed, weighted_fit
+from .methods.perturb import FeatureGroups, Scorer, feature_groups, flat_baseline, weighted_fit
 from .neighbourhoods import NEIGHBOURHOODS, Neighbourhood, Point, Sample
 from .result import Attribution
 from .targets import TargetSpec

@@ -22,8 +22,9 @@ from typing import ClassVar, Union
 import torch
 
 from .baselines import BaselineSpec
+from .checks import check_count, check_positive
 from .errors import InputError
-from .methods.perturb import FeatureMaskSpec, check_count, check_positive
+from .methods.perturb import FeatureMaskSpec
 from .quadrature import make_rule
 
 
@@ -171,8 +172,9 @@ class ShapleyCoalitions:
         if self.n_samples is None:
             if d > MAX_ENUMERATED:
                 raise InputError(
-                    "n_samples", f"enumerating all coalitions of {d} features is too many (> 2^{MAX_ENUMERATED}); "
-                    "pass n_samples=... or a coarser feature_mask"
+                    "n_samples",
+                    f"enumerating all coalitions of {d} features is too many (> 2^{MAX_ENUMERATED}); "
+                    "pass n_samples=... or a coarser feature_mask",
                 )
             codes = torch.arange(1, 2**d - 1)
             z = ((codes[:, None] >> torch.arange(d)) & 1).double()
@@ -201,5 +203,11 @@ class LeaveOneOut:
 
 Neighbourhood = Union[Point, Gaussian, Uniform, StraightPath, BernoulliMasks, ShapleyCoalitions, LeaveOneOut]
 NEIGHBOURHOODS: tuple[type, ...] = (
-    Point, Gaussian, Uniform, StraightPath, BernoulliMasks, ShapleyCoalitions, LeaveOneOut,
+    Point,
+    Gaussian,
+    Uniform,
+    StraightPath,
+    BernoulliMasks,
+    ShapleyCoalitions,
+    LeaveOneOut,
 )

@@ -58,7 +58,12 @@ def methods() -> list[MethodInfo]:
 
 
 def attribute(
-    model: Callable[..., Any], inputs: Inputs, target: TargetSpec = None, *, method: str = "integrated_gradients", **params: Any
+    model: Callable[..., Any],
+    inputs: Inputs,
+    target: TargetSpec = None,
+    *,
+    method: str = "integrated_gradients",
+    **params: Any,
 ) -> Attribution:
     """Run the registered ``method``; ``params`` are that method's keyword arguments."""
     info = REGISTRY.get(method)
@@ -66,6 +71,15 @@ def attribute(
 
 
 __all__ = [
-    "REGISTRY", "attribute", "c_lime", "feature_ablation", "integrated_gradients", "kernel_shap", "lime", "methods",
-    "MethodInfo", "occlusion", "Registry",
+    "REGISTRY",
+    "attribute",
+    "c_lime",
+    "feature_ablation",
+    "integrated_gradients",
+    "kernel_shap",
+    "lime",
+    "methods",
+    "MethodInfo",
+    "occlusion",
+    "Registry",
 ]

@@ -40,8 +40,16 @@ def c_lime(
     from ..neighbourhoods import Gaussian
 
     local = fit(
-        model, inputs, Gaussian(sigma=sigma, n_samples=n_samples), "squared", target, ridge=ridge, seed=seed,
-        batch_size=batch_size, memory_budget=memory_budget, forward_kwargs=forward_kwargs,
+        model,
+        inputs,
+        Gaussian(sigma=sigma, n_samples=n_samples),
+        "squared",
+        target,
+        ridge=ridge,
+        seed=seed,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        forward_kwargs=forward_kwargs,
     )
     return local.to_attribution(
         "c_lime", {"sigma": sigma, "n_samples": n_samples, "ridge": ridge, "explains": "gradient"}

@@ -18,12 +18,13 @@ import torch
 from torch import nn
 
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_positive
 from ..errors import ModelError
 from ..inputs import Inputs, as_input_set
 from ..result import Attribution
 from ..targets import TargetSpec
 from .activation_hooks import replace_activations
-from .gradient_support import check_positive, flat, prepare, require_module, result
+from .gradient_support import flat, prepare, require_module, result
 
 RESCALE_MODULES: tuple[type[nn.Module], ...] = (
     nn.ReLU,

@@ -13,23 +13,12 @@ from typing import Any, Callable, Iterator, Mapping, Union
 
 import torch
 
+from ..checks import SEED_BOUND, check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set
 from ..result import Attribution
 from ..targets import TargetSpec
-from .gradient_support import (
-    SEED_BOUND,
-    Points,
-    Setup,
-    check_count,
-    check_positive,
-    evaluate,
-    flat,
-    generator,
-    prepare,
-    resolve_seed,
-    result,
-)
+from .gradient_support import Points, Setup, evaluate, flat, prepare, result
 from .noise_tunnel import NoiseSource, seeded_noise
 
 DEFAULT_SAMPLES = 50

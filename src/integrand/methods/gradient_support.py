@@ -7,7 +7,6 @@ engine's chunk size, so chunked and unchunked runs see the same points in the sa
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -18,8 +17,6 @@ from ..errors import InputError
 from ..inputs import Inputs, InputSet, as_input_set
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
-
-SEED_BOUND = 2**62
 
 
 @dataclass(frozen=True)
@@ -74,39 +71,6 @@ def require_module(model: Callable[..., Any], method: str) -> torch.nn.Module:
             "model", f"{method} modifies activation modules and needs a torch.nn.Module, got {type(model).__name__}"
         )
     return model
-
-
-def check_count(argument: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(argument, f"expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_positive(argument: str, value: Any, *, allow_zero: bool = False) -> float:
-    bad = isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
-    if bad or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise InputError(argument, f"expected a finite number {bound}, got {value!r}")
-    return float(value)
-
-
-def resolve_seed(seed: int | None) -> int:
-    """The seed to use: ``seed`` itself, or a fresh one drawn from torch's global generator.
-
-    Drawing from the global generator means ``torch.manual_seed`` governs unseeded calls (as in
-    Captum); the seed actually used is recorded in ``result.params["seed"]`` so any run can be
-    repeated bit for bit.
-    """
-    if seed is None:
-        return int(torch.randint(0, SEED_BOUND, (1,)).item())
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise InputError("seed", f"expected None or an integer in [0, 2**63), got {seed!r}")
-    return seed
-
-
-def generator(seed: int) -> torch.Generator:
-    """A CPU generator: draws do not depend on the device the model runs on."""
-    return torch.Generator(device="cpu").manual_seed(seed)
 
 
 def flat(tensors: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -15,11 +15,12 @@ from typing import Any, Callable, Iterator, Mapping
 import torch
 
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_count
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
 from ..result import Attribution
 from ..targets import TargetSpec
-from .gradient_support import PathStep, Points, Setup, check_count, evaluate, flat, path_sum, prepare, result
+from .gradient_support import PathStep, Points, Setup, evaluate, flat, path_sum, prepare, result
 
 DEFAULT_STEPS = 200
 DEFAULT_FRACTION = 0.25

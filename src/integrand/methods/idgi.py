@@ -16,13 +16,14 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import torch
 
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_count, check_positive
 from ..errors import InputError
 from ..inputs import Inputs, InputSet, as_input_set
 from ..result import Attribution
 from ..targets import TargetSpec
 from .blur_ig import DEFAULT_MAX_SIGMA, BlurPath, blur_path, check_images
 from .blur_ig import DEFAULT_STEPS as BLUR_STEPS
-from .gradient_support import PathStep, Points, Setup, check_count, check_positive, evaluate, flat, prepare, result
+from .gradient_support import PathStep, Points, Setup, evaluate, flat, prepare, result
 from .guided_ig import DEFAULT_FRACTION, DEFAULT_MAX_DIST, check_guided, guided_path
 from .guided_ig import DEFAULT_STEPS as GUIDED_STEPS
 

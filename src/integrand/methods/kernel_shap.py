@@ -46,8 +46,16 @@ def kernel_shap(
 
     hood = ShapleyCoalitions(n_samples=n_samples, baseline=baseline, feature_mask=feature_mask)
     local = fit(
-        model, inputs, hood, "squared", target, ridge=ridge, seed=seed,
-        batch_size=batch_size, memory_budget=memory_budget, forward_kwargs=forward_kwargs,
+        model,
+        inputs,
+        hood,
+        "squared",
+        target,
+        ridge=ridge,
+        seed=seed,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        forward_kwargs=forward_kwargs,
     )
     return local.to_attribution(
         "kernel_shap",

@@ -49,11 +49,24 @@ def lime(
         n_samples=n_samples, p=p, kernel_width=kernel_width, baseline=baseline, feature_mask=feature_mask
     )
     local = fit(
-        model, inputs, hood, "squared", target, ridge=ridge, seed=seed,
-        batch_size=batch_size, memory_budget=memory_budget, forward_kwargs=forward_kwargs,
+        model,
+        inputs,
+        hood,
+        "squared",
+        target,
+        ridge=ridge,
+        seed=seed,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        forward_kwargs=forward_kwargs,
     )
     return local.to_attribution(
         "lime",
-        {"n_samples": n_samples, "p": p, "kernel_width": kernel_width, "ridge": ridge,
-         "explains": "attribution" if feature_mask is None else "group"},
+        {
+            "n_samples": n_samples,
+            "p": p,
+            "kernel_width": kernel_width,
+            "ridge": ridge,
+            "explains": "attribution" if feature_mask is None else "group",
+        },
     )

@@ -12,22 +12,12 @@ from typing import Any, Callable, Iterator, Mapping
 
 import torch
 
+from ..checks import check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import Inputs, InputSet
 from ..result import Attribution
 from ..targets import TargetSpec
-from .gradient_support import (
-    Points,
-    Setup,
-    check_count,
-    check_positive,
-    evaluate,
-    flat,
-    generator,
-    prepare,
-    resolve_seed,
-    result,
-)
+from .gradient_support import Points, Setup, evaluate, flat, prepare, result
 
 KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
 BASES = ("gradient", "input_x_gradient")

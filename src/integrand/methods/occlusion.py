@@ -161,7 +161,9 @@ def occlusion(
         steps=torch.full((input_set.batch,), per_example),
         converged=torch.ones(input_set.batch, dtype=torch.bool),
         method="occlusion",
-        params={"window": {n: w.window for n, (_, _, w) in zip(input_set.names, layouts)},
-                "strides": {n: w.strides for n, (_, _, w) in zip(input_set.names, layouts)},
-                "explains": "attribution"},
+        params={
+            "window": {n: w.window for n, (_, _, w) in zip(input_set.names, layouts)},
+            "strides": {n: w.strides for n, (_, _, w) in zip(input_set.names, layouts)},
+            "explains": "attribution",
+        },
     )

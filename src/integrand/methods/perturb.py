@@ -104,36 +104,6 @@ def feature_groups(inputs: InputSet, feature_mask: FeatureMaskSpec, argument: st
     return FeatureGroups(ids=torch.stack(per_example), counts=tuple(counts))
 
 
-def resolve_seed(seed: int | None) -> int:
-    """The seed to use: ``seed`` itself, or one drawn from torch's global generator when ``None``.
-
-    Drawing from the global generator makes unseeded runs follow ``torch.manual_seed``; the seed
-    actually used is recorded in ``Attribution.params["seed"]`` so any run can be repeated.
-    """
-    if seed is None:
-        return int(torch.randint(0, 2**62, (1,)).item())
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError("seed", f"expected a non-negative integer or None, got {seed!r}")
-    return seed
-
-
-def generator(seed: int) -> torch.Generator:
-    """A CPU generator: samples are drawn on the CPU so results do not depend on the device."""
-    return torch.Generator(device="cpu").manual_seed(seed)
-
-
-def check_count(argument: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise InputError(argument, f"expected an integer >= {minimum}, got {value!r}")
-    return value
-
-
-def check_positive(argument: str, value: Any, what: str = "a finite number > 0") -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-        raise InputError(argument, f"expected {what}, got {value!r}")
-    return float(value)
-
-
 class Scorer:
     """Target scores of perturbed copies of the examples, chunked, without autograd."""
 

@@ -8,9 +8,10 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_count
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
-from ..methods.perturb import Scorer, check_count, flat_baseline
+from ..methods.perturb import Scorer, flat_baseline
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values
 
@@ -91,8 +92,17 @@ def deletion(
     points of all examples are scored in chunked batches.
     """
     return _curve(
-        "deletion", model, inputs, attribution, target, baseline, steps, order,
-        batch_size, memory_budget, forward_kwargs,
+        "deletion",
+        model,
+        inputs,
+        attribution,
+        target,
+        baseline,
+        steps,
+        order,
+        batch_size,
+        memory_budget,
+        forward_kwargs,
     )
 
 
@@ -112,6 +122,15 @@ def insertion(
     """Insertion curve: start from ``baseline`` (a blurred copy by default, as Petsiuk et al.) and
     reveal the top-ranked features of the input, ``steps`` equal fractions at a time."""
     return _curve(
-        "insertion", model, inputs, attribution, target, baseline, steps, order,
-        batch_size, memory_budget, forward_kwargs,
+        "insertion",
+        model,
+        inputs,
+        attribution,
+        target,
+        baseline,
+        steps,
+        order,
+        batch_size,
+        memory_budget,
+        forward_kwargs,
     )

@@ -9,9 +9,10 @@ from typing import Any, Callable, Mapping
 import torch
 
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
-from ..methods.perturb import Scorer, check_count, check_positive, flat_baseline, generator, resolve_seed
+from ..methods.perturb import Scorer, flat_baseline
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values
 

@@ -6,8 +6,9 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..checks import check_count, check_positive, generator, resolve_seed
 from ..inputs import Inputs, as_input_set
-from ..methods.perturb import Scorer, check_count, check_positive, generator, resolve_seed
+from ..methods.perturb import Scorer
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values, perturbation_rows
 

@@ -6,8 +6,8 @@ from typing import Any, Callable, Mapping
 
 import torch
 
+from ..checks import check_count, check_positive, generator, resolve_seed
 from ..inputs import Inputs, as_input_set, call_model
-from ..methods.perturb import check_count, check_positive, generator, resolve_seed
 from ..targets import TargetSpec, resolve_target
 from ._common import MethodSpec, checked, explainer, flat_values, perturbation_rows
 
@@ -74,10 +74,10 @@ def sensitivity_max(
     expanded = as_input_set(input_set.public(copies))
     moved = flat_values(
         checked(run(model, expanded.public(expanded.tensors), target_of(example.repeat(n_samples)), **(params or {}))),
-        expanded, "method",
+        expanded,
+        "method",
     ).reshape(n_samples, input_set.batch, -1)
     norm = base.norm(dim=1)
     norm = torch.where(norm == 0, torch.ones_like(norm), norm)
     ratio: torch.Tensor = ((moved - base[None]).norm(dim=2) / norm[None]).max(dim=0).values
     return ratio
-
