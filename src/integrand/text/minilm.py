@@ -155,7 +155,7 @@ def _cache_dir() -> Path:
     try:
         import platformdirs
     except ImportError:
-        raise MissingExtraError("platformdirs", "demo") from None
+        raise MissingExtraError("platformdirs", "text") from None
     return Path(platformdirs.user_cache_dir("integrand")) / "minilm-sentiment"
 
 
