@@ -370,3 +370,19 @@ def test_other_bad_arguments(bert: TextExplainer, bert_dir: Path) -> None:
     with pytest.raises(ModelError, match="training mode"):
         TextExplainer(model, bert.tokenizer)("good movie")
     assert model.training
+
+
+def test_pad_batch_sides_and_groups() -> None:
+    from integrand.text.batching import length_groups, pad_batch
+
+    short = CallableTokenizer(lambda t: [1, 5], special_ids=[1], vocab_size=9, pad_id=0)
+    encodings = [short.encode("a"), CallableTokenizer(lambda t: [1, 5, 6, 7], special_ids=[1]).encode("b")]
+    for side, ids_row, mask_row in (("right", [1, 5, 0, 0], [1, 1, 0, 0]), ("left", [0, 0, 1, 5], [0, 0, 1, 1])):
+        tok = CallableTokenizer(lambda t: [], pad_id=0, padding_side=side)
+        ids, mask, padding, special = pad_batch(tok, torch.device("cpu"), encodings)
+        assert ids[0].tolist() == ids_row and mask[0].tolist() == mask_row
+        assert padding[0].tolist() == [m == 0 for m in mask_row] and not bool(padding[1].any())
+        assert special[0].tolist() == [i == 1 for i in ids_row] and special[1].tolist() == [True, False, False, False]
+    lengths = [short.encode("x")] * 3 + encodings[1:] * 2
+    assert length_groups(lengths, masked=True, text_batch=4) == [[0, 1, 2, 3], [4]]
+    assert length_groups(lengths, masked=False, text_batch=4) == [[0, 1, 2], [3, 4]]

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 
 from ..errors import InputError, MissingExtraError, ModelError
+from .batching import length_groups, pad_batch
+from .modelinfo import LabelScore, find_embedding, is_hf_model, model_labels, vocab_rows
 from .result import TokenAttribution
 from .tokenizers import Encoding, TextTokenizer, as_text_tokenizer, check_text
 
@@ -31,76 +33,6 @@ BUILTIN_MODELS = ("toxicity", "minilm-sentiment")
 
 class TruncationWarning(UserWarning):
     """A text had more tokens than the model accepts and was cut; the result says ``truncated=True``."""
-
-
-class _LabelScore:
-    """Score of one label per example: logit, probability or log-probability (sigmoid for multi-label models)."""
-
-    def __init__(self, index: torch.Tensor, transform: str, multi_label: bool) -> None:
-        self.index = index
-        self.transform = transform
-        self.multi_label = multi_label
-
-    def __call__(self, output: torch.Tensor) -> torch.Tensor:
-        if output.dim() != 2:
-            raise ModelError("model", f"expected logits [batch, labels], got shape {tuple(output.shape)}")
-        picked = output.gather(1, self.index.to(output.device)[:, None])[:, 0]
-        if self.transform == "logit":
-            return picked
-        if self.multi_label:
-            return torch.sigmoid(picked) if self.transform == "probability" else nn.functional.logsigmoid(picked)
-        norm = output.logsumexp(dim=1)
-        return (picked - norm).exp() if self.transform == "probability" else picked - norm
-
-    def select(self, example: torch.Tensor) -> _LabelScore:
-        return _LabelScore(self.index.to(example.device)[example], self.transform, self.multi_label)
-
-    def __repr__(self) -> str:
-        return f"label-{self.transform}"
-
-
-def _is_hf_model(model: Any) -> bool:
-    return type(model).__module__.startswith("transformers.") and hasattr(model, "config")
-
-
-def _find_embedding(model: nn.Module, embedding: nn.Module | str | None) -> tuple[str, nn.Module]:
-    from ..layers import resolve_layer
-
-    if embedding is not None:
-        try:
-            return resolve_layer(model, embedding)
-        except InputError as error:
-            raise InputError("embedding", str(error).split(": ", 1)[-1]) from None
-    getter = getattr(model, "get_input_embeddings", None)
-    if callable(getter):
-        found = getter()
-        if isinstance(found, nn.Module):
-            return resolve_layer(model, found)
-    candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-    if len(candidates) == 1:
-        return candidates[0]
-    names = [n for n, _ in candidates]
-    raise InputError("embedding", f"cannot tell which embedding layer to attribute (found {names or 'none'}); pass one")
-
-
-def _vocab_rows(model: nn.Module, module: nn.Module) -> int | None:
-    if isinstance(module, nn.Embedding):
-        return module.num_embeddings
-    getter = getattr(model, "get_input_embeddings", None)
-    found = getter() if callable(getter) else None
-    return found.num_embeddings if isinstance(found, nn.Embedding) else None
-
-
-def _labels(model: Any, labels: Sequence[str] | None) -> tuple[str, ...] | None:
-    if labels is not None:
-        return tuple(str(x) for x in labels)
-    own = getattr(model, "labels", None)
-    if isinstance(own, (tuple, list)) and all(isinstance(x, str) for x in own):
-        return tuple(own)
-    id2label = getattr(getattr(model, "config", None), "id2label", None)
-    if isinstance(id2label, dict) and id2label:
-        return tuple(str(id2label[i]) for i in sorted(id2label))
-    return None
 
 
 class TextExplainer:
@@ -140,16 +72,16 @@ class TextExplainer:
             raise InputError("max_length", f"expected an integer >= 1, got {max_length!r}")
         self.model = model
         self.tokenizer: TextTokenizer = as_text_tokenizer(tokenizer, max_length=max_length)
-        self.embedding_name, self.embedding = _find_embedding(model, embedding)
-        self.labels = _labels(model, labels)
+        self.embedding_name, self.embedding = find_embedding(model, embedding)
+        self.labels = model_labels(model, labels)
         if multi_label is None:
             problem = getattr(getattr(model, "config", None), "problem_type", None)
             multi_label = bool(getattr(model, "multi_label", problem == "multi_label_classification"))
         self.multi_label = multi_label
         if attention_mask is None:
-            attention_mask = _is_hf_model(model) or bool(getattr(model, "accepts_attention_mask", False))
+            attention_mask = is_hf_model(model) or bool(getattr(model, "accepts_attention_mask", False))
         self.attention_mask = attention_mask
-        self.vocab_rows = _vocab_rows(model, self.embedding)
+        self.vocab_rows = vocab_rows(model, self.embedding)
         if self.vocab_rows is not None and self.tokenizer.vocab_size > self.vocab_rows:
             raise InputError(
                 "tokenizer",
@@ -212,44 +144,8 @@ class TextExplainer:
             encodings.append(enc)
         return encodings
 
-    def _pad(self, encodings: Sequence[Encoding]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """ids, attention mask, padding mask and special mask, all [batch, length]."""
-        length = max(len(e) for e in encodings)
-        left = self.tokenizer.padding_side == "left"
-        rows: list[list[int]] = []
-        padding: list[list[bool]] = []
-        special: list[list[bool]] = []
-        for e in encodings:
-            extra = length - len(e)
-            fill_ids, fill_flags = [self.tokenizer.pad_id] * extra, [True] * extra
-            if left:
-                rows.append(fill_ids + list(e.ids))
-                padding.append(fill_flags + list(e.padding))
-                special.append([False] * extra + list(e.special))
-            else:
-                rows.append(list(e.ids) + fill_ids)
-                padding.append(list(e.padding) + fill_flags)
-                special.append(list(e.special) + [False] * extra)
-        device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
-        ids = torch.tensor(rows, dtype=torch.long, device=device)
-        pad = torch.tensor(padding, dtype=torch.bool, device=device)
-        # Tokenizer-inserted padding (fixed-length models) is part of the model's input: unmasked.
-        added = torch.tensor([[i < length - len(e) if left else i >= len(e) for i in range(length)] for e in encodings],
-                             dtype=torch.bool, device=device)
-        return ids, (~added).long(), pad, torch.tensor(special, dtype=torch.bool, device=device)
-
-    def _groups(self, encodings: Sequence[Encoding], text_batch: int) -> list[list[int]]:
-        """Indices of texts attributed together: by length order, equal lengths only without a mask."""
-        order = sorted(range(len(encodings)), key=lambda i: len(encodings[i]))
-        groups: list[list[int]] = []
-        for i in order:
-            last = groups[-1] if groups else None
-            same = last is not None and (self.attention_mask or len(encodings[last[0]]) == len(encodings[i]))
-            if last is not None and same and len(last) < text_batch:
-                last.append(i)
-            else:
-                groups.append([i])
-        return groups
+    def _device(self) -> torch.device:
+        return next((p.device for p in self.model.parameters()), torch.device("cpu"))
 
     def _forward_kwargs(self, mask: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"attention_mask": mask} if self.attention_mask else {}
@@ -269,8 +165,8 @@ class TextExplainer:
         batch = [texts] if isinstance(texts, str) else list(texts)
         encodings = self.encode(batch)
         out = torch.empty(0)
-        for group in self._groups(encodings, 64):
-            ids, mask, _, _ = self._pad([encodings[i] for i in group])
+        for group in length_groups(encodings, self.attention_mask, 64):
+            ids, mask, _, _ = pad_batch(self.tokenizer, self._device(), [encodings[i] for i in group])
             probs = self._probabilities(self._logits(ids, mask)).detach().cpu()
             if out.numel() == 0:
                 out = torch.empty(len(batch), probs.shape[1], dtype=probs.dtype)
@@ -423,7 +319,7 @@ class TextExplainer:
             "batch_size": batch_size, "memory_budget": memory_budget,
         }
         results: list[TokenAttribution | None] = [None] * len(batch)
-        for group in self._groups(encodings, text_batch):
+        for group in length_groups(encodings, self.attention_mask, text_batch):
             for i, result in zip(group, self._attribute_group(
                 [batch[i] for i in group], [encodings[i] for i in group], [targets[i] for i in group],
                 base_id=base_id, baseline=baseline, keep_special=keep_special, score=score, ig_params=ig_params,
@@ -446,7 +342,7 @@ class TextExplainer:
     ) -> list[TokenAttribution]:
         from ..methods.integrated_gradients import integrated_gradients
 
-        ids, mask, padding, special = self._pad(encodings)
+        ids, mask, padding, special = pad_batch(self.tokenizer, self._device(), encodings)
         logits = self._logits(ids, mask)
         labels = self._label_names(logits.shape[1])
         predicted = logits.argmax(dim=1).tolist()
@@ -462,7 +358,7 @@ class TextExplainer:
         attribution = integrated_gradients(
             self.model,
             ids,
-            _LabelScore(index, score, self.multi_label),
+            LabelScore(index, score, self.multi_label),
             layer=self.embedding,
             forward_kwargs=kwargs,
             **layer_baseline,
