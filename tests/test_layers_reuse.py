@@ -170,3 +170,32 @@ def test_forward_kwargs_follow_the_examples() -> None:
     )
     assert as_kwargs.params["reuse"] == "frozen-prefix"
     torch.testing.assert_close(as_kwargs.values, named.values, rtol=1e-12, atol=1e-12)
+
+
+class _Leaky(nn.Module):
+    """Keeps weak references to the tensors its forward produces (tanh/softmax save their outputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.low = nn.Linear(6, 6)
+        self.high = nn.Linear(6, 3)
+        self.made: list[Any] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        import weakref
+
+        h = torch.tanh(self.low(x))
+        out = torch.softmax(self.high(h), dim=-1)
+        self.made += [weakref.ref(h), weakref.ref(out)]
+        return out
+
+
+@pytest.mark.parametrize("layer", [None, "low"])
+def test_no_activation_outlives_the_call(layer: str | None) -> None:
+    # The memory probe once saved outputs that referenced their own grad_fn: a cycle leaking every probe's graph.
+    import gc
+
+    model = _Leaky().to(D)
+    integrand.integrated_gradients(model, torch.randn(4, 6, dtype=D), 1, layer=layer, steps=8)
+    gc.collect()
+    assert model.made and all(ref() is None for ref in model.made)

@@ -77,7 +77,8 @@ def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[s
         if ptr not in shared and ptr not in seen:
             seen.add(ptr)
             saved += t.untyped_storage().nbytes()
-        return t
+        # Not ``t`` itself: a saved output would then hold its own grad_fn, a cycle that leaks the graph.
+        return t.detach()
 
     leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.tensors.items()}
     example = torch.arange(inputs.batch, device=inputs.device)
