@@ -169,6 +169,8 @@ class FrozenPrefix:
                 if spec.side == "input":
                     args, kwargs = set_input(args, kwargs, self.key, point)
                     return original(*args, **kwargs)
+                if self.key is None:
+                    return point
                 return set_element(rows(self.layer_output, example, self.batch), self.key, point)
 
             return forward
@@ -214,6 +216,8 @@ def check(above: Above, prefix: FrozenPrefix, forward_kwargs: Mapping[str, Any] 
     Examples are permuted and one is repeated, so a cached tensor whose first dim only
     happens to equal the batch size (and is wrongly sliced by example) shows up as a mismatch.
     """
+    if not prefix.cache and (prefix.spec.side == "input" or prefix.key is None):
+        return None  # nothing cached, nothing sliced: a replay is the full forward with the layer replaced
     batch = prefix.batch
     n = min(batch, 8)
     example = torch.cat([torch.arange(n - 1, -1, -1), torch.zeros(1, dtype=torch.long)]).to(prefix.activation.device)

@@ -156,10 +156,23 @@ def layer_integrated_gradients(
     else:
         baselines = _activation_baselines(act, baseline, seed, spec.name)
     kwargs = {**(forward_kwargs or {}), EXAMPLE_KWARG: torch.arange(raw.batch, device=activation.device)}
-    params = {"layer": spec.name, "layer_side": spec.side, "layer_output_index": spec.index, "reuse": how,
-              "baseline_space": "input" if input_baseline is not None else "activation"}
-    return integrate_path(above, act, baselines, target, forward_kwargs=kwargs,
-                          method="layer_integrated_gradients", extra_params=params, **integration)
+    params = {
+        "layer": spec.name,
+        "layer_side": spec.side,
+        "layer_output_index": spec.index,
+        "reuse": how,
+        "baseline_space": "input" if input_baseline is not None else "activation",
+    }
+    return integrate_path(
+        above,
+        act,
+        baselines,
+        target,
+        forward_kwargs=kwargs,
+        method="layer_integrated_gradients",
+        extra_params=params,
+        **integration,
+    )
 
 
 def neuron_selector(neuron: Any, shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -225,5 +238,13 @@ def neuron_integrated_gradients(
     select = neuron_selector(neuron, tuple(activation.shape[1:]))
     baselines = make_baselines(input_set, baseline, seed=seed)
     params = {"layer": spec.name, "layer_side": spec.side, "layer_output_index": spec.index, "neuron": repr(neuron)}
-    return integrate_path(Below(model, spec, select), input_set, baselines, None, forward_kwargs=forward_kwargs,
-                          method="neuron_integrated_gradients", extra_params=params, **integration)
+    return integrate_path(
+        Below(model, spec, select),
+        input_set,
+        baselines,
+        None,
+        forward_kwargs=forward_kwargs,
+        method="neuron_integrated_gradients",
+        extra_params=params,
+        **integration,
+    )
