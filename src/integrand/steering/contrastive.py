@@ -1,0 +1,132 @@
+"""Whole-answer log-likelihoods and contrastive IG on prompt embeddings.
+
+The contrastive score of a prompt is ``log P(preferred | prompt) - log P(dispreferred | prompt)``
+with each side summed over all answer tokens. It is a function of the prompt embeddings
+alone, so IG runs through the library's one path integrator (``integrate_path``).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+
+from ..errors import ModelError
+from ..inputs import InputSet
+from ..methods.integrated_gradients import DEFAULT_MAX_STEPS, integrate_path
+from ..result import Attribution
+from .examples import Encoded
+
+DEFAULT_STEPS = 16
+
+
+def _logits(model: Any, embeds: torch.Tensor, mask: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
+    """Logits ``[rows, len(keep), vocab]`` at positions ``keep`` (only those go through the head when supported)."""
+    try:
+        out = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False, logits_to_keep=keep)
+        logits = out.logits if hasattr(out, "logits") else out[0]
+        if logits.dim() == 3 and logits.shape[1] == keep.shape[0]:
+            return logits  # type: ignore[no-any-return]
+    except TypeError:
+        pass
+    out = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
+    logits = out.logits if hasattr(out, "logits") else out[0]
+    if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or logits.shape[1] != embeds.shape[1]:
+        raise ModelError("model", "expected logits [batch, sequence, vocab] from model(inputs_embeds=...)")
+    return logits[:, keep]
+
+
+def sequence_logprobs(
+    model: Any, prompts: Sequence[torch.Tensor], answers: Sequence[torch.Tensor], tails: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """Summed log-probability of answer ``answers[i]`` (embeddings ``tails[i]``) after prompt ``prompts[i]``.
+
+    One forward pass for all rows: sequences are right-padded, so every real token keeps
+    the position it would have alone; only answer positions go through the head.
+    """
+    lengths = [int(p.shape[0]) + int(a.shape[0]) for p, a in zip(prompts, answers)]
+    longest = max(lengths)
+    device = prompts[0].device
+    seqs = [
+        torch.cat([p, t.to(p.dtype), p.new_zeros(longest - n, p.shape[1])]) for p, t, n in zip(prompts, tails, lengths)
+    ]
+    mask = torch.stack([torch.arange(longest, device=device) < n for n in lengths]).long()
+    # Logits at position j score token j + 1: the answer's tokens are scored from its prompt's last position on.
+    starts = [int(p.shape[0]) - 1 for p in prompts]
+    keep = torch.arange(min(starts), max(n - 1 for n in lengths), device=device)
+    logits = _logits(model, torch.stack(seqs), None if bool(mask.all()) else mask, keep)
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelError("model", "the model's logits are NaN or Inf")
+    logp = logits.log_softmax(dim=-1)
+    out = []
+    for i, (start, answer) in enumerate(zip(starts, answers)):
+        cols = torch.arange(answer.shape[0], device=device) + (start - int(keep[0]))
+        out.append(logp[i, cols].gather(-1, answer[:, None].to(device))[:, 0].sum())
+    return torch.stack(out)
+
+
+def answer_logprobs(
+    model: Any, prompts: torch.Tensor, answers: Sequence[torch.Tensor], tails: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """``[rows, len(answers)]``: each answer's summed log-probability after each row of ``prompts``."""
+    rows = list(prompts.unbind(0))
+    n = len(rows)
+    flat = sequence_logprobs(
+        model, rows * len(answers), [a for a in answers for _ in range(n)], [t for t in tails for _ in range(n)]
+    )
+    return flat.reshape(len(answers), n).T
+
+
+class ContrastiveScore:
+    """``prompt embeddings [points, P, hidden] -> log P(preferred) - log P(dispreferred)`` per point."""
+
+    def __init__(self, model: Any, embedding: torch.nn.Module, example: Encoded) -> None:
+        self.model = model
+        self.embedding = embedding
+        self.example = example
+        self.__name__ = "log P(preferred) - log P(dispreferred)"
+
+    def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            # Answer tokens are constants of the path: no graph through their embedding lookups.
+            answers = (self.example.preferred, self.example.dispreferred)
+            tails = [self.embedding(a).detach() for a in answers]
+        both = answer_logprobs(self.model, prompts, answers, tails)
+        return both[:, 0] - both[:, 1]
+
+
+def contrastive_ig(
+    model: Any,
+    embedding: torch.nn.Module,
+    example: Encoded,
+    *,
+    steps: int | None = DEFAULT_STEPS,
+    rule: str = "gauss-legendre",
+    tol: float | None = None,
+    max_steps: int = DEFAULT_MAX_STEPS,
+    atol: float = 0.0,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
+) -> Attribution:
+    """IG of the contrastive whole-answer score from the example's baseline to its prompt embeddings.
+
+    ``values`` is ``[1, P, hidden]``; ``values.sum(-1)`` are the token attributions and
+    ``delta`` the completeness error. Fixed positions equal their baseline and get zero.
+    """
+    inputs = InputSet({"input": example.embeds[None]}, named=False)
+    return integrate_path(
+        ContrastiveScore(model, embedding, example),
+        inputs,
+        {"input": example.baseline[None]},
+        None,
+        steps=None if tol is not None else steps,
+        rule=rule,
+        tol=tol,
+        max_steps=max_steps,
+        atol=atol,
+        batch_size=batch_size,
+        memory_budget=memory_budget,
+        forward_kwargs=None,
+        method="contrastive_integrated_gradients",
+        extra_params={"fixed": example.fixed, "score": "log P(preferred) - log P(dispreferred)"},
+    )
