@@ -6,53 +6,10 @@ from typing import Any
 
 import torch
 
-WORDS = [
-    *(
-        [
-            "the",
-            "capital",
-            "of",
-            "france",
-            "is",
-            "paris",
-            "rome",
-            "berlin",
-            "madrid",
-            "question",
-            "answer",
-            ":",
-            "?",
-            "yes",
-            "no",
-            "true",
-            "false",
-            "a",
-            "an",
-        ]
-    ),
-    *(
-        [
-            "cat",
-            "dog",
-            "sky",
-            "blue",
-            "green",
-            "red",
-            "are",
-            "what",
-            "which",
-            "who",
-            "where",
-            "color",
-            "bright",
-            "dark",
-            "left",
-            "right",
-            "image",
-            "shows",
-        ]
-    ),
-]
+VOCABULARY = """
+the capital of france is paris rome berlin madrid question answer : ? yes no true false a an
+cat dog sky blue green red are what which who where color bright dark left right image shows
+"""
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]
 
 
@@ -60,7 +17,7 @@ def word_tokenizer(add_bos: bool = True) -> Any:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIALS + list(dict.fromkeys(WORDS)))}
+    vocab = {w: i for i, w in enumerate(SPECIALS + VOCABULARY.split())}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)

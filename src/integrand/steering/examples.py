@@ -85,7 +85,7 @@ class Encoder:
 
     def __init__(self, model: Any, tokenizer: Any, baseline: BaselineSpec = "pad", add_bos: bool | None = None) -> None:
         self.embedding = input_embeddings(model)
-        weight = self.weight
+        weight = self.embedding.weight
         assert isinstance(weight, torch.Tensor)
         self.weight: torch.Tensor = weight
         self.tokenizer = tokenizer
