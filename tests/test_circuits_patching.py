@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Callable
 
 import pytest
 import torch
 
-from integrand.circuits import intervene, layout_for, log_prob, logit_diff, patching
+from integrand.circuits import GRADIENT, LRPRules, intervene, layout_for, log_prob, logit_diff, patching
 from tests.reference.circuit_models import linear_lm, tiny_bert, tiny_gpt2, tiny_llama, token_pairs
 
 METRIC = logit_diff([3, 4, 5], [6, 7, 8])
@@ -100,6 +101,13 @@ def test_every_family_patches_and_reads_the_same_tensors(build: Callable[[], tor
     torch.testing.assert_close(ig.scores, ref.scores, rtol=0, atol=1e-5 * float(ref.scores.abs().max()))
     # Patching the whole first residual stream at the only differing position restores the clean run.
     assert ref.score("resid.0.1") == pytest.approx(ref.metric_clean - ref.metric_corrupted, rel=1e-10)
+    # Relevance patching is attribution patching with the modified gradient: equal with every rule off.
+    attr = patching(model, clean, corrupted, metric, method="attribution")
+    plain = patching(model, clean, corrupted, metric, method="relp", rules=GRADIENT)
+    relp = patching(model, clean, corrupted, metric, method="relp")
+    torch.testing.assert_close(plain.scores, attr.scores, rtol=0, atol=0)
+    assert float((relp.scores - attr.scores).abs().max()) > 1e-3 * float(attr.scores.abs().max())
+    assert relp.params["rules"] == asdict(LRPRules())
 
 
 @pytest.mark.parametrize("method", ["activation", "attribution", "ig", "relp"])

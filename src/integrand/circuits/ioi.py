@@ -1,4 +1,4 @@
-"""A synthetic indirect-object-identification task and a small GPT-2 trained on it in about a minute.
+"""A synthetic indirect-object-identification task and a small GPT-2 trained on it in minutes.
 
 Every template has the same number of word tokens, with the two names and the repeated subject at
 template-dependent positions: "When Mary and John went to the store , John gave a book to" -> Mary.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,12 +92,12 @@ def ioi_pairs(n: int, *, seed: int = 0) -> IOIPairs:
 
 @dataclass(frozen=True)
 class IOIConfig:
-    """Model size and training schedule; the defaults train to >95% accuracy in about a minute."""
+    """Model size and training schedule (the defaults take a few minutes on one CPU thread)."""
 
-    n_layer: int = 3
+    n_layer: int = 4
     n_head: int = 4
     n_embd: int = 64
-    steps: int = 1500
+    steps: int = 1000
     batch: int = 128
     lr: float = 3e-3
     seed: int = 0
@@ -157,16 +158,24 @@ def train_ioi(config: IOIConfig = IOIConfig()) -> tuple[torch.nn.Module, float]:
     return model, accuracy(model, ioi_pairs(512, seed=config.seed + 1))
 
 
+def _default_cache() -> Path:
+    """``$INTEGRAND_CACHE_DIR``, else the platform's user cache dir for integrand."""
+    env = os.environ.get("INTEGRAND_CACHE_DIR")
+    if env:
+        return Path(env)
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:
+        return Path.home() / ".cache" / "integrand"
+    return Path(user_cache_dir("integrand"))
+
+
 def load_or_train(cache_dir: str | Path | None = None, config: IOIConfig = IOIConfig()) -> torch.nn.Module:
     """The trained IOI model, read from ``cache_dir`` (default: the user cache) or trained and saved there."""
     from safetensors.torch import load_file, save_file
 
     if cache_dir is None:
-        try:
-            from platformdirs import user_cache_dir
-        except ImportError as exc:
-            raise MissingExtraError("platformdirs", "demo") from exc
-        cache_dir = user_cache_dir("integrand")
+        cache_dir = _default_cache()
     path = Path(cache_dir) / f"ioi-gpt2-{config.key()}.safetensors"
     model = ioi_model(config)
     if path.exists():
