@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from integrand.circuits.ioi import IOIConfig, _default_cache, accuracy, ioi_pairs, load_or_train
+from integrand.circuits.ioi import IOIConfig, accuracy, default_cache_dir, ioi_pairs, load_or_train
 
 
 def main() -> None:
@@ -26,15 +26,16 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = IOIConfig(n_layer=args.layers, steps=args.steps)
-    cache = args.cache or _default_cache()
+    cache = args.cache or default_cache_dir()
     path = cache / f"ioi-gpt2-{config.key()}.safetensors"
     if args.retrain and path.exists():
         path.unlink()
+    cached = path.exists()
     start = time.perf_counter()
     model = load_or_train(cache, config)
     seconds = time.perf_counter() - start
     acc = accuracy(model, ioi_pairs(1024, seed=7))
-    print(f"{config}: {'loaded' if seconds < 5 else 'trained'} in {seconds:.1f} s; held-out accuracy {acc:.4f}; {path}")
+    print(f"{config}: {'loaded' if cached else 'trained'} in {seconds:.1f} s; held-out accuracy {acc:.4f}; {path}")
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def train_ioi(config: IOIConfig = IOIConfig()) -> tuple[torch.nn.Module, float]:
     return model, accuracy(model, ioi_pairs(512, seed=config.seed + 1))
 
 
-def _default_cache() -> Path:
+def default_cache_dir() -> Path:
     """``$INTEGRAND_CACHE_DIR``, else the platform's user cache dir for integrand."""
     env = os.environ.get("INTEGRAND_CACHE_DIR")
     if env:
@@ -175,7 +175,7 @@ def load_or_train(cache_dir: str | Path | None = None, config: IOIConfig = IOICo
     from safetensors.torch import load_file, save_file
 
     if cache_dir is None:
-        cache_dir = _default_cache()
+        cache_dir = default_cache_dir()
     path = Path(cache_dir) / f"ioi-gpt2-{config.key()}.safetensors"
     model = ioi_model(config)
     if path.exists():
