@@ -97,7 +97,8 @@ def rewire(value: torch.Tensor, surrogate: torch.Tensor) -> torch.Tensor:
 def _check_close(name: str, surrogate: torch.Tensor, value: torch.Tensor) -> None:
     # A surrogate that does not reproduce the forward value means the module is not what the rule assumes.
     err = float((surrogate.detach().float() - value.detach().float()).abs().max()) if value.numel() else 0.0
-    if err > 1e-3 * (1.0 + float(value.detach().float().abs().max())):
+    tol = max(1e-3, 8 * torch.finfo(value.dtype).eps) if value.is_floating_point() else 1e-3
+    if err > tol * (1.0 + float(value.detach().float().abs().max())):
         raise ModelError("rules", f"{name}: the rule's surrogate differs from the module output by {err:.3g}")
 
 

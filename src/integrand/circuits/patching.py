@@ -171,7 +171,7 @@ class _Runner:
         with torch.enable_grad(), intervene(self.model, self.layout, {s: edit(s) for s in sites}):
             values = self.values(batch, copies)
         _reached(sites, probes)
-        total = (values * weights.to(values.dtype)).sum()
+        total = (values * weights.to(device=values.device, dtype=values.dtype)).sum()
         if not total.requires_grad:
             raise ModelError("metric", "has no gradient with respect to the activations (detached, argmax or integer?)")
         grads = torch.autograd.grad(total, [probes[s] for s in sites], allow_unused=True)
