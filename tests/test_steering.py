@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -208,9 +209,9 @@ def test_embedding_prompts_equal_token_prompts() -> None:
     model = tiny_llama(len(tok))
     encoder = Encoder(model, tok)
     token_example = encoder.encode_all(EXAMPLES[:1])[0]
-    embeds, baseline = encoder.prompt_embeddings([EXAMPLES[0][0]])
-    assert torch.equal(embeds, token_example.embeds)
-    as_embeds = Preference(embeds, EXAMPLES[0][1], EXAMPLES[0][2], baseline=baseline, fixed=1)
+    template = encoder.prompt_embeddings([EXAMPLES[0][0]])
+    assert isinstance(template.prompt, torch.Tensor) and torch.equal(template.prompt, token_example.embeds)
+    as_embeds = dataclasses.replace(template, preferred=EXAMPLES[0][1], dispreferred=EXAMPLES[0][2])
     a = fit(model, tok, EXAMPLES[:1], layers=[0], k=2, steps=8)
     b = fit(model, tok, [as_embeds], layers=[0], k=2, steps=8)
     assert torch.allclose(a.vectors[0], b.vectors[0], atol=1e-12)

@@ -100,7 +100,7 @@ def contrastive_ig(
     embedding: torch.nn.Module,
     example: Encoded,
     *,
-    steps: int | None = DEFAULT_STEPS,
+    steps: int | None = None,
     rule: str = "gauss-legendre",
     tol: float | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
@@ -110,6 +110,7 @@ def contrastive_ig(
 ) -> Attribution:
     """IG of the contrastive whole-answer score from the example's baseline to its prompt embeddings.
 
+    ``steps`` points of a fixed ``rule`` (default 16), or error control with ``tol``.
     ``values`` is ``[1, P, hidden]``; ``values.sum(-1)`` are the token attributions and
     ``delta`` the completeness error. Fixed positions equal their baseline and get zero.
     """
@@ -119,7 +120,7 @@ def contrastive_ig(
         inputs,
         {"input": example.baseline[None]},
         None,
-        steps=None if tol is not None else steps,
+        steps=DEFAULT_STEPS if steps is None and tol is None else steps,
         rule=rule,
         tol=tol,
         max_steps=max_steps,

@@ -112,6 +112,8 @@ class Encoder:
             value = getattr(self.tokenizer, f"{name}_token_id", None)
             if isinstance(value, int):
                 return value
+        if self.tokenizer is None:
+            raise InputError("baseline", f"baseline={spec!r} needs a tokenizer; pass a token id or 'zeros'")
         raise InputError("baseline", f"the tokenizer has no {spec} token; pass a token id or 'zeros'")
 
     def token_ids(self, value: Any, argument: str, prompt: bool) -> list[int]:
@@ -197,29 +199,31 @@ class Encoder:
     def encode_all(self, examples: Any) -> list[Encoded]:
         return [self.encode(e, i) for i, e in enumerate(as_preferences(examples))]
 
-    def prompt_embeddings(self, parts: Sequence[PromptPart]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Join text pieces (embedded) and embedding tensors into one prompt; returns (embeds, baseline).
+    def prompt_embeddings(self, parts: Sequence[PromptPart]) -> Preference:
+        """A prompt joined from text pieces (embedded) and embedding tensors, e.g. projected image tokens.
 
-        Text pieces get the baseline token's embedding, embedding pieces zeros. The BOS
-        token is prepended to the first piece when it is text and the tokenizer has one.
+        Returns a :class:`Preference` template (answers empty) whose baseline is the baseline
+        token's embedding on text and zeros on embedding pieces; the tokenizer's BOS (if any)
+        is prepended and kept fixed. Use ``dataclasses.replace(p, preferred=..., dispreferred=...)``.
         """
-        embeds, baselines = [], []
+        if isinstance(parts, (str, torch.Tensor)) or not isinstance(parts, Sequence) or not parts:
+            raise InputError("parts", "expected a non-empty list of text pieces and embedding tensors")
+        bos = [self.bos] if self.add_bos and self.bos is not None else []
+        embeds = [self.embed(bos)] if bos else []
+        baselines = [self.embed(bos)] if bos else []
         for i, part in enumerate(parts):
             if isinstance(part, str):
-                ids = self.token_ids(part, f"parts[{i}]", prompt=i == 0)
+                ids = self.token_ids(part, f"parts[{i}]", prompt=False)
                 embeds.append(self.embed(ids))
                 baselines.append(self.baseline_rows(len(ids)))
             elif isinstance(part, torch.Tensor) and part.is_floating_point() and part.dim() == 2:
                 if part.shape[1] != self.hidden:
                     raise InputError(f"parts[{i}]", f"expected embeddings [n, {self.hidden}], got {tuple(part.shape)}")
-                weight = self.weight
-                embeds.append(part.detach().to(device=weight.device, dtype=weight.dtype))
+                embeds.append(part.detach().to(device=self.weight.device, dtype=self.weight.dtype))
                 baselines.append(torch.zeros_like(embeds[-1]))
             else:
                 raise InputError(f"parts[{i}]", "expected text or a float tensor of embeddings [n, hidden]")
-        if not embeds:
-            raise InputError("parts", "expected at least one piece")
-        return torch.cat(embeds), torch.cat(baselines)
+        return Preference(torch.cat(embeds), (), (), baseline=torch.cat(baselines), fixed=len(bos))
 
 
 def _leading(ids: list[int], bos: int | None) -> int:

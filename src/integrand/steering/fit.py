@@ -125,7 +125,7 @@ def fit(
     reducer: str | None = None,
     baseline: BaselineSpec = "pad",
     add_bos: bool | None = None,
-    steps: int | None = DEFAULT_STEPS,
+    steps: int | None = None,
     rule: str = "gauss-legendre",
     tol: float | None = None,
     max_steps: int = DEFAULT_MAX_STEPS,
@@ -147,7 +147,8 @@ def fit(
         reducer: "pca" (default for GrAInS) or "mean" (default for mean-diff).
         baseline: the masking token and IG baseline of text prompts: "pad" (falls back to unk,
             then eos), "unk", "eos", "bos", a token id or "zeros".
-        steps, rule, tol, max_steps: the contrastive IG's quadrature (fixed rule, or error control).
+        steps, rule, tol, max_steps: the contrastive IG's quadrature: ``steps`` points of ``rule``
+            (default 16), or error control to relative completeness error ``tol``.
     """
     method = _choice(method, METHODS, "method")
     variant = _choice(variant, VARIANTS, "variant")
@@ -205,7 +206,7 @@ def fit(
     if method == "grains":
         errors = [i["relative_error"] for i in infos if i["relative_error"] is not None]
         params.update(
-            steps=steps if tol is None else None,
+            steps=(DEFAULT_STEPS if steps is None else steps) if tol is None else None,
             rule=rule if tol is None else "adaptive-simpson",
             tol=tol,
             median_relative_error=statistics.median(errors) if errors else None,
