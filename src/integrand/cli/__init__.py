@@ -13,7 +13,7 @@ from typing import Sequence
 
 from ..errors import IntegrandError
 
-COMMANDS: tuple[str, ...] = ("demo", "serve", "explain", "run", "cues", "sql", "generate")
+COMMANDS: tuple[str, ...] = ("demo", "serve", "explain", "run", "cues", "sql", "generate", "steer")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -59,14 +59,17 @@ def preference_scores(
         raise InputError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
     encoder = Encoder(model, tokenizer, add_bos=add_bos)
     encoded = encoder.encode_all(examples)
+    # Similar lengths share a pass: less right-padding to compute.
+    order = sorted(range(len(encoded)), key=lambda i: encoded[i].embeds.shape[0])
     out = []
     with torch.no_grad():
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
+        for start in range(0, len(order), batch_size):
+            chunk = [encoded[i] for i in order[start : start + batch_size]]
             answers = [a for e in chunk for a in (e.preferred, e.dispreferred)]
             prompts = [e.embeds for e in chunk for _ in range(2)]
             out.append(sequence_logprobs(model, prompts, answers, [encoder.embedding(a) for a in answers]))
-    both = torch.cat(out).reshape(-1, 2).cpu()
+    both = torch.empty(len(encoded), 2, dtype=out[0].dtype)
+    both[torch.tensor(order)] = torch.cat(out).reshape(-1, 2).cpu()
     return PreferenceScores(both[:, 0].clone(), both[:, 1].clone())
 
 

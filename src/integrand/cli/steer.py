@@ -1,0 +1,165 @@
+"""``integrand steer fit ...`` and ``integrand steer generate ...``: fit a steering vector, generate with it."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "smollm2"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("steer", help="fit attribution-guided steering vectors (GrAInS) and generate with them")
+    verbs = p.add_subparsers(dest="steer_command", required=True)
+
+    f = verbs.add_parser("fit", help="fit a steering vector from preference pairs and save it")
+    _model_option(f)
+    f.add_argument("--examples", default="facts", help="built-in set ('facts') or a JSONL file of preference pairs")
+    f.add_argument(
+        "--fit", type=int, default=None, help="use a seeded split: this many pairs to fit, the rest held out"
+    )
+    f.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
+    f.add_argument("--layers", type=int, nargs="+", required=True, help="decoder block indices to steer")
+    f.add_argument("--method", default="grains", choices=["grains", "mean-diff"])
+    f.add_argument("--variant", default="both", choices=["both", "positive", "negative"])
+    f.add_argument("--reducer", default=None, choices=["pca", "mean"], help="default: pca (grains), mean (mean-diff)")
+    f.add_argument("--k", type=int, default=3, help="prompt tokens masked per side (grains; default 3)")
+    f.add_argument("--baseline", default="pad", help="mask/baseline token: pad, unk, eos, bos, zeros or a token id")
+    f.add_argument("--steps", type=int, default=None, help="IG points (default 16)")
+    f.add_argument("--tol", type=float, default=None, help="error-controlled IG to this relative error instead")
+    f.add_argument("--out", type=Path, required=True, help="where to write the vector (.safetensors)")
+    f.add_argument("--strength", type=float, default=None, help="also evaluate the held-out pairs at this strength")
+    f.set_defaults(handler=run)
+
+    g = verbs.add_parser("generate", help="greedy continuations without and with steering")
+    _model_option(g)
+    g.add_argument("prompts", nargs="+", help="one or more prompts")
+    g.add_argument("--vector", type=Path, required=True, help="a file written by 'integrand steer fit'")
+    g.add_argument("--strength", type=float, required=True, help="lambda: the added vector is lambda * v")
+    g.add_argument("--layers", type=int, nargs="+", default=None, help="steer only these of the vector's blocks")
+    g.add_argument("--max-new-tokens", type=int, default=30)
+    g.add_argument("--chat", action="store_true", help="wrap each prompt in the tokenizer's chat template")
+    g.set_defaults(handler=run)
+
+
+def _model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="'smollm2' (default, bundled) or a local Hugging Face causal LM dir",
+    )
+
+
+def load_model(name: str) -> tuple[Any, Any]:
+    """(model, tokenizer): the bundled SmolLM2 or a local causal LM directory, in eval mode."""
+    from ..errors import InputError, MissingExtraError
+
+    if name == DEFAULT_MODEL:
+        from ..generation.smollm import load_smollm2
+
+        return load_smollm2()
+    if not Path(name).is_dir():
+        raise InputError("model", f"{name!r} is neither 'smollm2' nor a local model directory")
+    try:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as exc:
+        raise MissingExtraError("transformers", "text") from exc
+    model: Any = AutoModelForCausalLM.from_pretrained(name)
+    model.eval()
+    return model, AutoTokenizer.from_pretrained(name)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.steer_command == "fit":
+        return _fit(args)
+    return _generate(args)
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from ..steering import evaluate, fit, load_preferences, neutral_texts, split
+    from ..steering.examples import Encoder
+    from ..steering.hooks import capture
+
+    model, tokenizer = load_model(args.model)
+    examples = load_preferences(args.examples)
+    fit_set, held = split(examples, args.fit, seed=args.seed) if args.fit is not None else (examples, [])
+    vector = fit(
+        model,
+        tokenizer,
+        fit_set,
+        layers=args.layers,
+        k=args.k,
+        method=args.method,
+        variant=args.variant,
+        reducer=args.reducer,
+        baseline=int(args.baseline) if args.baseline.isdigit() else args.baseline,
+        steps=args.steps,
+        tol=args.tol,
+    )
+    path = vector.save(args.out)
+    print(f"{vector.method} vector from {vector.n_examples} pairs ({vector.model_name}) -> {path}")
+    # Typical token norms: a sensible strength is a fraction of these.
+    encoder = Encoder(model, tokenizer)
+    import torch
+
+    with torch.no_grad(), capture(model, vector.layers) as records:
+        for text in neutral_texts()[:3]:
+            model(input_ids=torch.tensor([encoder.token_ids(text, "text", prompt=True)]), use_cache=False)
+    for layer in vector.layers:
+        norms = [float(n) for r in records[layer] for n in r[0, 1:].norm(dim=-1)]
+        shares = ", ".join(f"{kind} {values[layer]:.2f}" for kind, values in vector.explained.items())
+        print(
+            f"  block {layer}: |v| = {float(vector.vectors[layer].norm()):.3f}, median token norm "
+            f"{statistics.median(norms):.1f}, explained share: {shares}"
+        )
+    if vector.method == "grains" and vector.params.get("median_relative_error") is not None:
+        print(
+            f"  contrastive IG completeness: median relative error {vector.params['median_relative_error']:.3g}, "
+            f"max {vector.params['max_relative_error']:.3g}"
+        )
+    if args.strength is not None:
+        if not held:
+            print("  (no held-out pairs to evaluate: pass --fit N to split)")
+            return 0
+        result = evaluate(model, tokenizer, held, vector, strength=args.strength, neutral=neutral_texts())
+        print(
+            f"  held-out ({result.n_examples} pairs) at strength {args.strength:g}: accuracy "
+            f"{result.accuracy_before:.3f} -> {result.accuracy_after:.3f}, mean margin "
+            f"{result.margin_before:+.3f} -> {result.margin_after:+.3f}, neutral perplexity "
+            f"{result.perplexity_before:.2f} -> {result.perplexity_after:.2f}"
+        )
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..errors import InputError
+    from ..steering import SteeringVector
+    from ..steering.examples import Encoder
+
+    if args.max_new_tokens < 1:
+        raise InputError("max_new_tokens", f"expected an integer >= 1, got {args.max_new_tokens}")
+    model, tokenizer = load_model(args.model)
+    vector = SteeringVector.load(args.vector)
+    encoder = Encoder(model, tokenizer)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    for prompt in args.prompts:
+        text = prompt
+        if args.chat:
+            if getattr(tokenizer, "chat_template", None) is None:
+                raise InputError("chat", "the tokenizer has no chat template")
+            messages = [{"role": "user", "content": prompt}]
+            text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = torch.tensor([encoder.token_ids(text, "prompts", prompt=not args.chat)])
+        options = {"max_new_tokens": args.max_new_tokens, "do_sample": False, "pad_token_id": pad}
+        with torch.no_grad():
+            plain = model.generate(input_ids=ids, **options)
+            with vector.apply(model, args.strength, layers=args.layers):
+                steered = model.generate(input_ids=ids, **options)
+        print(f"prompt: {prompt}")
+        for label, out in (("unsteered", plain), (f"steered (strength {args.strength:g})", steered)):
+            print(f"  {label}: {tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)}")
+    return 0
