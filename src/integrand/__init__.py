@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import circuits, concepts, groups, lfa, metrics, neighbourhoods, profiles, targets, uncertainty
+from . import circuits, concepts, groups, lfa, metrics, neighbourhoods, profiles, steering, targets, uncertainty
 from .baselines import gaussian_blur
 from .concepts import ConceptAttribution, concept_attribution
 from .corpus import Corpus, run
@@ -28,6 +28,7 @@ from .profiles import ActivationProfile, activation_profiles
 from .quadrature import RULES, Rule, make_rule
 from .recommend import Recommendation, recommend
 from .result import Attribution
+from .steering import SteeringVector
 from .text import TextExplainer, TokenAttribution
 from .uncertainty import (
     GaussianAttribution,
@@ -49,6 +50,8 @@ __all__ = [
     "GenerationExplainer",
     "comprehension",
     "Attribution",
+    "SteeringVector",
+    "steering",
     "Corpus",
     "run",
     "ConvergenceWarning",
