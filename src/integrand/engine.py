@@ -177,8 +177,10 @@ class Engine:
                 base = baselines[name][ex]
                 shape = (-1,) + (1,) * (x.dim() - 1)
                 points[name] = base + a.view(shape) * (x[ex] - base)
+            del base  # only the points need to live through the forward/backward
             block = self.gradients(points, ex)
             yield GradientBlock(example=ex, alpha=a, scores=block.scores, grads=block.grads)
+            del block, points  # nor the last chunk's gradients, once the caller has reduced them
 
     def _forward(self, tensors: Mapping[str, torch.Tensor], example: torch.Tensor) -> torch.Tensor:
         kwargs = gather_kwargs(self.forward_kwargs, self.inputs.batch, example)

@@ -75,6 +75,7 @@ def integrate_path(
             w = point_weights[cursor : cursor + grad.shape[0]]
             cursor += grad.shape[0]
             flat.index_add_(0, block.example, grad * w[:, None])
+            del block, grad  # not alive during the next chunk's forward/backward: peak memory
         flat = flat * diff
         step_count = torch.full((inputs.batch,), n)
         converged = torch.ones(inputs.batch, dtype=torch.bool)
