@@ -135,8 +135,8 @@ def test_grains_shift_matches_masking_oracle() -> None:
     encoder = Encoder(model, tok)
     example = encoder.encode_all(EXAMPLES[:1])[0]
     scores = contrastive_ig(model, encoder.embedding, example, steps=32).values[0].sum(-1)  # type: ignore[union-attr]
-    top = (scores[1:].topk(2).indices + 1).tolist()
-    bottom = ((-scores[1:]).topk(2).indices + 1).tolist()
+    top = (scores[1:-1].topk(2).indices + 1).tolist()  # BOS fixed, the read-out position never masked
+    bottom = ((-scores[1:-1]).topk(2).indices + 1).tolist()
     assert info["positive_positions"] == top and info["negative_positions"] == bottom
     assert info["positive_tokens"] == [example.tokens[i] for i in top]
     for layer in (0, 1):  # hidden_states[l + 1] is block l's output for all but the last block

@@ -39,9 +39,9 @@ def test_identical_answers(lm: tuple[Any, Any], state_guard: Any) -> None:
 def test_k_larger_than_the_prompt(lm: tuple[Any, Any], state_guard: Any) -> None:
     model, tok = lm
     guard = state_guard(model)
-    # "the capital of france is": five tokens after the fixed BOS
-    fit(model, tok, EXAMPLES[:1], layers=0, k=5, steps=4)
-    _fails("k", lambda: fit(model, tok, EXAMPLES[:1], layers=0, k=6))
+    # "the capital of france is": five tokens after the fixed BOS, the last one (read-out) never masked
+    fit(model, tok, EXAMPLES[:1], layers=0, k=4, steps=4)
+    _fails("k", lambda: fit(model, tok, EXAMPLES[:1], layers=0, k=5))
     _fails("k", lambda: fit(model, tok, EXAMPLES, layers=0, k=0))
     _fails("k", lambda: fit(model, tok, EXAMPLES, layers=0, k=2.0))
     guard.assert_unchanged()

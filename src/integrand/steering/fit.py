@@ -1,7 +1,7 @@
 """Fitting steering vectors: GrAInS (attribution-guided) and mean-diff (contrastive activation addition).
 
 GrAInS, per example: contrastive IG on the prompt embeddings, then the top-k positively and
-top-k negatively attributed prompt tokens are masked (set to their baseline embedding) and
+top-k negatively attributed prompt tokens (fixed positions and the last one excluded) are masked (set to their baseline embedding) and
 the shift ``h(prompt) - h(masked prompt)`` of the last prompt token's hidden state is
 recorded at each chosen block. Over examples the shifts reduce to one unit direction each
 (``v+``, ``v-``), and the steering vector is ``v+ - v-``. Mean-diff records
@@ -81,7 +81,9 @@ def _grains_shifts(
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, Any]]:
     attribution = contrastive_ig(model, encoder.embedding, example, **ig)
     assert isinstance(attribution.values, torch.Tensor)
-    scores = attribution.values[0].sum(dim=-1)[example.fixed :]
+    # The read-out (last) position is never masked: masking it replaces the read-out token itself, and the
+    # shift then measures token identity (on SmolLM2 the mask token's massive activation swamped every shift).
+    scores = attribution.values[0].sum(dim=-1)[example.fixed : -1]
     top_pos = scores.topk(k).indices + example.fixed
     top_neg = (-scores).topk(k).indices + example.fixed
     masked = example.embeds[None].repeat(3, 1, 1)
@@ -141,7 +143,8 @@ def fit(
         tokenizer: its tokenizer (None when every prompt and answer is token ids or embeddings).
         examples: :class:`Preference` objects, (prompt, preferred, dispreferred) triples or mappings.
         layers: decoder block index or indices whose output is steered.
-        k: prompt tokens masked on each side (GrAInS); at most the attributable prompt length.
+        k: prompt tokens masked on each side (GrAInS); at most the prompt length less its fixed
+            positions and its last (read-out) position.
         method: "grains" or "mean-diff" (contrastive activation addition).
         variant: "both" (``v+ - v-``), "positive" (``v+``) or "negative" (``-v-``); GrAInS only.
         reducer: "pca" (default for GrAInS) or "mean" (default for mean-diff).
@@ -163,9 +166,9 @@ def fit(
     encoded = encoder.encode_all(examples)
     if method == "grains":
         for i, example in enumerate(encoded):
-            n = example.embeds.shape[0] - example.fixed
+            n = example.embeds.shape[0] - example.fixed - 1
             if k > n:
-                raise InputError("k", f"k={k} is larger than examples[{i}]'s prompt ({n} attributable tokens)")
+                raise InputError("k", f"k={k} is larger than examples[{i}]'s prompt ({n} maskable tokens)")
     ig = {
         "steps": steps,
         "rule": rule,
