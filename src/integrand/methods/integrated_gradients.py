@@ -10,7 +10,7 @@ import torch
 
 from ..adaptive import integrate
 from ..baselines import BaselineSpec, make_baselines
-from ..engine import Engine, chunk_size, probe
+from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError
 from ..inputs import Inputs, InputSet, as_input_set
 from ..quadrature import make_rule
@@ -49,16 +49,27 @@ def integrate_path(
     forward_kwargs: Mapping[str, Any] | None,
     method: str = "integrated_gradients",
     extra_params: Mapping[str, Any] | None = None,
+    output_at_input: torch.Tensor | None = None,
 ) -> Attribution:
-    """Straight-line IG of ``model`` from ``baselines`` to ``inputs`` (shared by input and layer IG)."""
+    """Straight-line IG of ``model`` from ``baselines`` to ``inputs`` (shared by input and layer IG).
+
+    ``output_at_input``: the model's output at ``inputs`` when the caller has it already (layer
+    IG records it); it replaces a forward pass, and the memory probe too when ``batch_size`` is given.
+    """
     _check_tolerances(steps, tol, max_steps, atol)
     rule_obj = make_rule(rule, DEFAULT_STEPS if steps is None else steps) if tol is None else None
-    measured = probe(model, inputs, forward_kwargs)
+    if output_at_input is not None and batch_size is not None:
+        measured = Probe(output=output_at_input.detach(), bytes_per_point=1)
+    else:
+        measured = probe(model, inputs, forward_kwargs)
     resolved: Target = resolve_target(target, measured.output)
     chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point, inputs.device)
     engine = Engine(model, inputs, resolved, forward_kwargs, chunk)
     example = torch.arange(inputs.batch, device=inputs.device)
-    score_input = engine.scores(inputs.tensors, example)
+    if output_at_input is None:
+        score_input = engine.scores(inputs.tensors, example)
+    else:
+        score_input = engine._score(output_at_input.detach(), example)
     score_baseline = engine.scores(baselines, example)
     diff = inputs.flat() - torch.cat([baselines[n].reshape(inputs.batch, -1) for n in inputs.names], dim=1)
     total = score_input - score_baseline

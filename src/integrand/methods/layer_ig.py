@@ -131,6 +131,9 @@ def layer_integrated_gradients(
         raise InputError("layer_side", f"the {spec.side} of {spec.name!r} is {activation.dtype}: not interpolable")
     if activation.dim() < 1 or activation.shape[0] != raw.batch:
         raise ModelError("layer", f"the {spec.side} of {spec.name!r} has shape {tuple(activation.shape)}: no batch dim")
+    output = prefix.output if isinstance(prefix.output, torch.Tensor) else None
+    if output is not None and (output.dim() < 1 or output.shape[0] != raw.batch):
+        raise ModelError("model", f"expected an output with batch dim {raw.batch} first, got {tuple(output.shape)}")
     above = Above(model, spec, raw, prefix)
     if not reuse:
         how = "off (reuse=False)"
@@ -171,6 +174,7 @@ def layer_integrated_gradients(
         forward_kwargs=kwargs,
         method="layer_integrated_gradients",
         extra_params=params,
+        output_at_input=output,
         **integration,
     )
 
