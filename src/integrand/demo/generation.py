@@ -16,7 +16,7 @@ def run(out: Path) -> str:
     model, tokenizer = load_smollm2()
     gx = GenerationExplainer(model, tokenizer)
     forced = gx(PROMPT, target=" Paris", tol=1e-2)
-    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", steps=16)
+    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", tol=1e-2)
     parts = []
     for name, res in (("forced", forced), ("contrast", contrast)):
         print("   " + res.summary().replace("\n", "\n   "))
