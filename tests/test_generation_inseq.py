@@ -30,12 +30,18 @@ def test_agrees_with_inseq(lm: tuple[Any, Any], method: str) -> None:
     model, tok = lm
     # Inseq's defaults: every position interpolated from the unk embedding, probability as the score.
     gx = GenerationExplainer(model, tok, baseline="unk", fixed=0, add_bos=False)
-    ours = gx(PROMPT, target="paris and rome", method=method, score="probability",
-              steps=16 if method == "integrated_gradients" else None)
+    ours = gx(
+        PROMPT,
+        target="paris and rome",
+        method=method,
+        score="probability",
+        steps=16 if method == "integrated_gradients" else None,
+    )
     wrapped = inseq.load_model(model, method, tokenizer=tok)
     kwargs = {"n_steps": 16} if method == "integrated_gradients" else {}
-    out = wrapped.attribute(PROMPT, PROMPT + " paris and rome", show_progress=False, step_scores=["probability"],
-                            **kwargs)
+    out = wrapped.attribute(
+        PROMPT, PROMPT + " paris and rome", show_progress=False, step_scores=["probability"], **kwargs
+    )
     seq = out.sequence_attributions[0]
     assert [t.token for t in seq.target] == [tok.convert_ids_to_tokens(i) for i in ours.token_ids.tolist()]
     raw = seq.target_attributions.double()  # [tokens, targets, hidden], NaN where the token is not a source
