@@ -1,9 +1,9 @@
 """Fitting steering vectors: GrAInS (attribution-guided) and mean-diff (contrastive activation addition).
 
 GrAInS, per example: contrastive IG on the prompt embeddings, then the top-k positively and
-top-k negatively attributed prompt tokens (fixed positions and the last one excluded) are masked (set to their baseline embedding) and
-the shift ``h(prompt) - h(masked prompt)`` of the last prompt token's hidden state is
-recorded at each chosen block. Over examples the shifts reduce to one unit direction each
+top-k negatively attributed prompt tokens (fixed positions and the last one excluded) are masked
+(set to their baseline embedding) and the shift ``h(prompt) - h(masked prompt)`` of the last
+prompt token's hidden state is recorded at each chosen block. Over examples the shifts reduce to one unit direction each
 (``v+``, ``v-``), and the steering vector is ``v+ - v-``. Mean-diff records
 ``h(prompt + preferred) - h(prompt + dispreferred)`` at each sequence's last token instead.
 """
