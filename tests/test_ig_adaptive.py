@@ -153,3 +153,18 @@ def test_automatic_chunks_respect_the_memory_budget() -> None:
     rows.clear()
     integrand.integrated_gradients(spy, x, target=0, steps=16)
     assert max(rows) <= 64  # the default budget is ample here: one chunk holds all points
+
+
+def test_tolerance_below_float32_resolution_stops_at_the_rounding_floor() -> None:
+    model = mlp(act=torch.nn.GELU)
+    x = torch.randn(4, 6)
+    res = integrand.integrated_gradients(model, x, target=1, tol=1e-12, max_steps=1025)
+    assert bool(res.converged.all())
+    assert int(res.steps.max()) < 1025
+    assert res.params["noise_floor_ulps"] > 0
+    magnitude = res.score_input.abs() + res.score_baseline.abs() + res.values.abs().sum(dim=1)
+    floor = res.params["noise_floor_ulps"] * torch.finfo(torch.float32).eps * magnitude
+    assert bool((res.delta.abs() <= floor).all())
+    # float64 resolves far below: the same request is met as asked.
+    r64 = integrand.integrated_gradients(model.double(), x.double(), target=1, tol=1e-10)
+    assert bool(r64.converged.all()) and float(r64.relative_error.max()) <= 1e-10

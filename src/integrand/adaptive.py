@@ -90,6 +90,7 @@ def _spectral_phase(
     diff: torch.Tensor,
     total: torch.Tensor,
     budget: list[float],
+    magnitude: list[float],
     max_steps: int,
 ) -> tuple[list[_Spectral], list[bool]]:
     batch = diff.shape[0]
@@ -123,12 +124,23 @@ def _spectral_phase(
             shrank = st.error is None or float(error.abs().max()) <= SPECTRAL_RATE * float(st.error.abs().max())
             states[b] = _Spectral(merged, merged_scores, estimate, error)
             completeness = abs(float(total[b] - estimate.sum()))
-            if float(error.abs().max()) <= budget[b] and completeness <= budget[b]:
+            allowed = max(budget[b], _noise_floor(magnitude[b], estimate))
+            if float(error.abs().max()) <= allowed and completeness <= allowed:
                 done[b] = True
             elif shrank:
                 still.append(b)
         active = still
     return states, done
+
+
+NOISE_ULPS = 64
+"""Errors below this many units of rounding of the quantities summed count as converged: a float32
+completeness error cannot go below ~eps * (|F(x)| + |F(x')| + sum |attributions|), whatever ``tol`` asks."""
+
+
+def _noise_floor(magnitude: float, estimate: torch.Tensor) -> float:
+    eps = torch.finfo(estimate.dtype).eps
+    return NOISE_ULPS * eps * (magnitude + float(estimate.abs().sum()))
 
 
 def integrate(
@@ -139,11 +151,19 @@ def integrate(
     tol: float,
     atol: float,
     max_steps: int,
+    magnitude_of_scores: torch.Tensor | None = None,
 ) -> AdaptiveResult:
-    """Integrate each example's path to tolerance ``tol`` relative to ``|total|`` (= F(1) - F(0))."""
+    """Integrate each example's path to tolerance ``tol`` relative to ``|total|`` (= F(1) - F(0)).
+
+    ``magnitude_of_scores`` (|F(x)| + |F(baseline)| per example) sets the rounding-noise floor below
+    which errors count as converged (default: ``|total|``).
+    """
+    if magnitude_of_scores is None:
+        magnitude_of_scores = total
     batch = diff.shape[0]
     budget = (total.abs().double() * tol + atol).tolist()
-    spectral, done = _spectral_phase(engine, baselines, diff, total, budget, max_steps)
+    magnitude = magnitude_of_scores.abs().double().tolist()
+    spectral, done = _spectral_phase(engine, baselines, diff, total, budget, magnitude, max_steps)
     steps = [int(st.values.shape[0]) for st in spectral]
     # Phase 2 starts from one interval [0, 1]: reuse the evaluations at 0, 1/2, 1, add 1/4 and 3/4.
     rest = [b for b in range(batch) if not done[b] and steps[b] + 2 <= max_steps]
@@ -170,7 +190,8 @@ def integrate(
         for b in active:
             parts = intervals[b]
             completeness = abs(float(total[b] - parts.estimate().sum()))
-            if parts.feature_error() <= budget[b] and completeness <= budget[b]:
+            allowed = max(budget[b], _noise_floor(magnitude[b], parts.estimate()))
+            if parts.feature_error() <= allowed and completeness <= allowed:
                 converged[b] = True
                 continue
             room = (max_steps - steps[b]) // POINTS_PER_SPLIT

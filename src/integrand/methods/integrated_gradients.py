@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..adaptive import integrate
+from ..adaptive import NOISE_ULPS, integrate
 from ..baselines import BaselineSpec, make_baselines
 from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError
@@ -92,7 +92,8 @@ def integrate_path(
         converged = torch.ones(inputs.batch, dtype=torch.bool)
     else:
         assert tol is not None
-        adaptive = integrate(engine, baselines, diff, total, float(tol), float(atol), max_steps)
+        magnitude = score_input.abs() + score_baseline.abs()
+        adaptive = integrate(engine, baselines, diff, total, float(tol), float(atol), max_steps, magnitude)
         flat = adaptive.values
         step_count, converged, quadrature_error = adaptive.steps, adaptive.converged, adaptive.quadrature_error
         if not bool(converged.all()):
@@ -110,6 +111,7 @@ def integrate_path(
         "tol": tol,
         "max_steps": max_steps if tol is not None else None,
         "atol": atol,
+        "noise_floor_ulps": NOISE_ULPS if tol is not None else None,
         "target": repr(resolved)
         if not callable(target) or isinstance(target, torch.Tensor)
         else getattr(target, "__name__", repr(target)),
