@@ -133,7 +133,7 @@ def _spectral_phase(
     return states, done
 
 
-NOISE_ULPS = 64
+NOISE_ULPS = 8
 """Errors below this many units of rounding of the quantities summed count as converged: a float32
 completeness error cannot go below ~eps * (|F(x)| + |F(x')| + sum |attributions|), whatever ``tol`` asks."""
 
