@@ -168,3 +168,17 @@ def test_tolerance_below_float32_resolution_stops_at_the_rounding_floor() -> Non
     # float64 resolves far below: the same request is met as asked.
     r64 = integrand.integrated_gradients(model.double(), x.double(), target=1, tol=1e-10)
     assert bool(r64.converged.all()) and float(r64.relative_error.max()) <= 1e-10
+
+
+def test_every_test_digit_converges_at_1e3_on_the_relu_cnn(tmp_path: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    from integrand.demo.digits import DigitsConfig, accuracy, train_digits_cnn
+
+    monkeypatch.setenv("INTEGRAND_CACHE", str(tmp_path))
+    model, data = train_digits_cnn(DigitsConfig())
+    assert accuracy(model, data) > 0.95
+    x, y = data.test_x[:32], data.test_y[:32]
+    res = integrand.integrated_gradients(model, x, target=y, tol=1e-3)
+    assert bool(res.converged.all())
+    assert float(res.relative_error.max()) <= 1e-3
+    assert res.quadrature_error is not None and float(res.quadrature_error.max()) <= 1e-3
+    assert float(res.steps.float().mean()) < 1000

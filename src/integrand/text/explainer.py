@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, MissingExtraError, ModelError
+from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
 from .batching import length_groups, pad_batch
 from .modelinfo import LabelScore, find_embedding, is_hf_model, model_labels, vocab_rows
 from .result import TokenAttribution
@@ -274,7 +275,7 @@ class TextExplainer:
         steps: int | None = None,
         rule: str = "gauss-legendre",
         tol: float | None = None,
-        max_steps: int = 1025,
+        max_steps: int = DEFAULT_MAX_STEPS,
         atol: float = 0.0,
         batch_size: int | None = None,
         memory_budget: int | None = None,
