@@ -10,9 +10,10 @@ import torch
 
 from integrand import ConvergenceWarning, InputError, ModelError
 from integrand.generation import GenerationAttribution, GenerationExplainer, StepArgs
+from integrand.generation import integrate as integrate_module
 from integrand.generation import runner as runner_module
 
-from .reference.generation_oracle import prefix_attribution, tiny_gpt2, tiny_llama, word_tokenizer
+from .reference.generation_oracle import SPECIALS, prefix_attribution, tiny_gpt2, tiny_llama, word_tokenizer
 
 PROMPT = "the capital of france is"
 
@@ -41,12 +42,16 @@ def test_equals_per_target_prefix_attribution(lm: tuple[Any, Any], method: str, 
     res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=5, method=method, steps=12)
     guard.assert_unchanged()
     assert res.matrix.shape == (len(res.target_tokens), len(res.tokens) - 1)
+    # Default baseline: the mean embedding of the ordinary (non-special) tokens.
+    assert res.params["baseline"] == "mean" and res.params["baseline_token_id"] is None
+    with torch.no_grad():
+        mean = model.get_input_embeddings().weight[len(SPECIALS) : len(tok)].mean(dim=0)
     ref, scores = prefix_attribution(
         model,
         res.token_ids.tolist(),
         res.n_prompt,
         _log_prob,
-        res.params["baseline_token_id"],
+        mean,
         len(res.fixed_positions),
         method,
         steps=12,
@@ -84,6 +89,38 @@ def test_error_control_converges_and_agrees_with_a_fine_rule(lm: tuple[Any, Any]
     fine = gx(PROMPT, max_new_tokens=4, steps=64)
     assert _rel(res.matrix, fine.matrix) <= 1e-3
     assert res.params["rule"] == "adaptive-simpson" and bool((res.steps == res.steps[0]).all())
+
+
+def test_tolerance_below_float32_rounding_converges_at_the_noise_floor(monkeypatch: pytest.MonkeyPatch) -> None:
+    tok = word_tokenizer(add_bos=False)
+    model = tiny_gpt2(len(tok), dtype=torch.float32)
+    gx = GenerationExplainer(model, tok)
+    res = gx(PROMPT, target="paris city", tol=1e-12, max_steps=513)
+    assert bool(res.converged.all()) and all(res.params["at_noise_floor"])
+    assert int(res.steps[0]) < 513 and res.params["noise_ulps"] == integrate_module.NOISE_ULPS
+    floor = torch.tensor(res.params["noise_floor"])
+    assert res.delta is not None and bool((res.delta.abs() <= floor).all())
+    # The floor is a few ulps of the quantities involved: far below any usable tolerance.
+    scale = (res.score_input.abs() + res.score_baseline.abs()).double() if res.score_baseline is not None else None
+    assert scale is not None and bool((floor >= integrate_module.NOISE_ULPS * 1.1920929e-07 * scale).all())
+    assert res.relative_error is not None and float(res.relative_error.max()) < 1e-4
+    # Without the floor the same request cannot be certified and runs to max_steps.
+    monkeypatch.setattr(integrate_module, "NOISE_ULPS", 0.0)
+    with pytest.warns(ConvergenceWarning):
+        blind = gx(PROMPT, target="paris city", tol=1e-12, max_steps=129)
+    assert int(blind.steps[0]) >= 129 - integrate_module.POINTS_PER_SPLIT and not bool(blind.converged.all())
+
+
+def test_noise_floor_leaves_float64_error_control_unchanged(
+    lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, tok = lm
+    gx = GenerationExplainer(model, tok)
+    res = gx(PROMPT, target="paris city", tol=1e-6)
+    assert bool(res.converged.all()) and not any(res.params["at_noise_floor"])
+    monkeypatch.setattr(integrate_module, "NOISE_ULPS", 0.0)
+    blind = gx(PROMPT, target="paris city", tol=1e-6)
+    assert torch.equal(res.steps, blind.steps) and torch.equal(res.matrix, blind.matrix)
 
 
 def test_non_convergence_is_flagged(lm: tuple[Any, Any]) -> None:

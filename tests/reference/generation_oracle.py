@@ -136,14 +136,15 @@ def prefix_attribution(
     ids: list[int],
     n_prompt: int,
     score: Callable[[torch.Tensor, int], torch.Tensor],
-    baseline_id: int | None,
+    baseline: int | torch.Tensor | None,
     fixed: int,
     method: str = "integrated_gradients",
     steps: int = 16,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """[T, L-1] attribution of each target token on its own prefix, and the scores at the input.
 
-    ``score(logits [vocab], target_id) -> scalar``. IG uses the Gauss-Legendre rule.
+    ``score(logits [vocab], target_id) -> scalar``. IG uses the Gauss-Legendre rule. ``baseline`` is a
+    token id, a vector ``[hidden]`` placed at every interpolated position, or None (zeros).
     """
     emb = model.get_input_embeddings()
     n_targets = len(ids) - n_prompt
@@ -155,7 +156,12 @@ def prefix_attribution(
         target = ids[n_prompt + k]
         with torch.no_grad():
             x = emb(prefix)[0]
-            b = torch.zeros_like(x) if baseline_id is None else emb(torch.full_like(prefix, baseline_id))[0]
+            if baseline is None:
+                b = torch.zeros_like(x)
+            elif isinstance(baseline, torch.Tensor):
+                b = baseline.to(x).expand_as(x).clone()
+            else:
+                b = emb(torch.full_like(prefix, baseline))[0]
             b[:fixed] = x[:fixed]
 
         def grad_at(e: torch.Tensor, target: int = target) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ import torch
 from ..engine import chunk_size
 from ..errors import ConvergenceWarning, InputError, ModelError
 from ..quadrature import make_rule
-from .integrate import Reduce, Scorer, adaptive, fixed_rule
+from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
 from .result import GenerationAttribution
 from .runner import Batch, Runner, embedding_override, input_embedding_layer
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
@@ -55,9 +55,10 @@ class GenerationExplainer:
     Args:
         model: a decoder-only ``transformers`` model (``get_input_embeddings()`` is required).
         tokenizer: its tokenizer.
-        baseline: the token whose embedding replaces each interpolated position at alpha = 0:
-            "unk" (default, Inseq's convention; falls back to pad, then eos), "pad", "eos", "bos", a
-            token id, or "zeros".
+        baseline: what replaces each interpolated position at alpha = 0: "mean" (default: the
+            mean input embedding of the ordinary tokens; never a special token, which the model
+            reads as structure), "unk" (Inseq's convention; falls back to pad, then eos), "pad",
+            "eos", "bos", a token id, or "zeros".
         fixed: leading positions kept at their real embedding along the path: "auto" (the
             leading BOS tokens: the attention sink) or a count.
         add_bos: prepend the tokenizer's BOS token when the encoded prompt lacks it (default: when
@@ -70,7 +71,7 @@ class GenerationExplainer:
         model: Any,
         tokenizer: Any,
         *,
-        baseline: BaselineSpec = "unk",
+        baseline: BaselineSpec = "mean",
         fixed: int | str = "auto",
         add_bos: bool | None = None,
         batch_size: int | None = None,
@@ -192,24 +193,58 @@ class GenerationExplainer:
         return fixed
 
     def _baseline_id(self, spec: BaselineSpec) -> int | None:
+        """The baseline's token id; None for "zeros" and "mean" (vectors, not tokens)."""
         if isinstance(spec, bool):
-            raise InputError("baseline", "expected a token name, a token id or 'zeros', got a bool")
+            raise InputError("baseline", "expected a token name, a token id, 'mean' or 'zeros', got a bool")
         if isinstance(spec, int):
             weight = getattr(self.embedding, "weight", None)
             vocab = int(weight.shape[0]) if isinstance(weight, torch.Tensor) else None
             if spec < 0 or (vocab is not None and spec >= vocab):
                 raise InputError("baseline", f"token id {spec} is out of range")
             return spec
-        if spec == "zeros":
+        if spec in ("zeros", "mean"):
             return None
         order = {"unk": ("unk", "pad", "eos"), "pad": ("pad",), "eos": ("eos",), "bos": ("bos",)}.get(str(spec))
         if order is None:
-            raise InputError("baseline", f"expected 'pad', 'unk', 'eos', 'bos', 'zeros' or a token id, got {spec!r}")
+            raise InputError(
+                "baseline", f"expected 'mean', 'zeros', 'pad', 'unk', 'eos', 'bos' or a token id, got {spec!r}"
+            )
         for name in order:
             value = getattr(self.tokenizer, f"{name}_token_id", None)
             if isinstance(value, int):
                 return value
-        raise InputError("baseline", f"the tokenizer has no {spec} token; pass a token id or 'zeros'")
+        raise InputError("baseline", f"the tokenizer has no {spec} token; pass a token id, 'mean' or 'zeros'")
+
+    def special_token_ids(self) -> set[int]:
+        """Ids of the tokenizer's special (control) tokens: bos/eos/pad/unk/..., chat and added special tokens."""
+        ids = {int(i) for i in getattr(self.tokenizer, "all_special_ids", []) if isinstance(i, int)}
+        added = getattr(self.tokenizer, "added_tokens_decoder", None)
+        if isinstance(added, Mapping):
+            ids |= {int(i) for i, token in added.items() if bool(getattr(token, "special", False))}
+        return ids
+
+    def baseline_embedding(self, baseline: BaselineSpec | None = None) -> torch.Tensor:
+        """The vector ``[hidden]`` that interpolated positions start from (detached)."""
+        spec = self.baseline if baseline is None else baseline
+        token = self._baseline_id(spec)
+        if token is not None:
+            return self._embed(torch.tensor([[token]], device=self._device()))[0, 0]
+        if spec == "zeros":
+            return self._embed(torch.zeros((1, 1), dtype=torch.long, device=self._device()))[0, 0].zero_()
+        weight = getattr(self.embedding, "weight", None)
+        if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
+            raise InputError("baseline", "'mean' needs an embedding weight matrix; pass 'zeros' or a token id")
+        # Rows past the tokenizer's vocabulary are padding that no text produces.
+        n_rows = min(int(weight.shape[0]), len(self.tokenizer))
+        keep = torch.ones(n_rows, dtype=torch.bool)
+        keep[[i for i in self.special_token_ids() if 0 <= i < n_rows]] = False
+        ids = torch.arange(n_rows)[keep].to(weight.device)
+        if ids.numel() == 0:
+            raise InputError("baseline", "the tokenizer has no ordinary tokens to average")
+        # Through the layer (not weight rows) so that any scaling the module applies is kept; chunked.
+        total = sum(self._embed(ids[None, i : i + 4096])[0].sum(dim=0) for i in range(0, ids.numel(), 4096))
+        assert isinstance(total, torch.Tensor)
+        return total / ids.numel()
 
     def _device(self) -> torch.device:
         weight = getattr(self.embedding, "weight", None)
@@ -405,9 +440,7 @@ class GenerationExplainer:
         contrast_logprobs = None if contrast_prompt is None else self._contrast_logprobs(contrast_prompt, rows, device)
         baseline_id = self._baseline_id(baseline_spec)
         inputs = self._embed(batch.ids)
-        baselines = (
-            torch.zeros_like(inputs) if baseline_id is None else self._embed(torch.full_like(batch.ids, baseline_id))
-        )
+        baselines = self.baseline_embedding(baseline_spec).to(inputs).expand_as(inputs)
         # Fixed (sink) and padding positions keep their real embedding along the whole path.
         keep = batch.attention_mask == 0
         for b, (r, off) in enumerate(zip(rows, offsets)):
@@ -425,7 +458,7 @@ class GenerationExplainer:
             step_scores = {n: scorer.scores(all_rows, inputs, fn) for n, fn in logged.items()}
             score_input = step_scores[score_name]
             reduce: Reduce
-            score_baseline = delta = qerr = None
+            score_baseline = delta = qerr = floor = at_floor = None
             converged = batch.valid.cpu()
             n_steps = torch.ones(len(rows), dtype=torch.long)
             if method == "integrated_gradients":
@@ -447,6 +480,7 @@ class GenerationExplainer:
                         outcome.converged,
                         outcome.quadrature_error,
                     )
+                    floor, at_floor = outcome.noise_floor, outcome.at_noise_floor
                 delta = total - values.sum(dim=-1)
             else:
 
@@ -464,6 +498,7 @@ class GenerationExplainer:
             "steps": rule_obj.steps if rule_obj else None,
             "tol": tol if method == "integrated_gradients" else None,
             "max_steps": max_steps if tol is not None else None,
+            "noise_ulps": NOISE_ULPS if floor is not None else None,
             "atol": atol,
             "baseline": baseline_spec,
             "baseline_token_id": baseline_id,
@@ -489,7 +524,13 @@ class GenerationExplainer:
                     method=method,
                     score=score_name,
                     fixed_positions=tuple(range(r.fixed)),
-                    params=params,
+                    params=params
+                    if floor is None or at_floor is None
+                    else {
+                        **params,
+                        "noise_floor": floor[b, :t].tolist(),
+                        "at_noise_floor": at_floor[b, :t].tolist(),
+                    },
                     quadrature_error=None if qerr is None else qerr[b, :t].clone(),
                     source_groups=r.groups,
                 )
