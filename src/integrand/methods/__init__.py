@@ -65,8 +65,16 @@ def attribute(
     method: str = "integrated_gradients",
     **params: Any,
 ) -> Attribution:
-    """Run the registered ``method``; ``params`` are that method's keyword arguments."""
+    """Run the registered ``method``; ``params`` are that method's keyword arguments.
+
+    ``layer=`` (with ``layer_side=``, ``layer_output_index=``, ``reuse=``) attributes to a module's tensor
+    instead of the inputs, for every method; integrated gradients handles it itself.
+    """
     info = REGISTRY.get(method)
+    if params.get("layer") is not None and method != "integrated_gradients":
+        from .at_layer import attribute_at_layer
+
+        return attribute_at_layer(info, model, inputs, target, **params)
     return info.fn(model, inputs, target, **params)
 
 

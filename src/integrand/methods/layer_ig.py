@@ -9,6 +9,7 @@ model of the inputs whose output is one unit of the activation.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
@@ -105,22 +106,22 @@ def _activation_baselines(act: InputSet, spec: BaselineSpec, seed: int, layer: s
     return make_baselines(act, spec, seed)
 
 
-def layer_integrated_gradients(
-    model: Any,
-    inputs: Inputs,
-    target: TargetSpec,
-    spec: LayerSpec,
-    *,
-    baseline: BaselineSpec,
-    input_baseline: Any,
-    reuse: bool,
-    seed: int,
-    forward_kwargs: Mapping[str, Any] | None,
-    **integration: Any,
-) -> Attribution:
-    """IG of ``target`` w.r.t. the layer's tensor, from an activation-space or input-space baseline."""
-    if baseline is not None and input_baseline is not None:
-        raise InputError("input_baseline", "give baseline= (activation space) or input_baseline= (inputs), not both")
+@dataclass(frozen=True)
+class LayerView:
+    """A model seen from a layer: ``above`` maps the layer's tensor (``activation``) to the output."""
+
+    raw: InputSet
+    activation: torch.Tensor
+    above: Above
+    reuse: str
+    output: torch.Tensor | None
+    forward_kwargs: dict[str, Any]
+
+
+def layer_view(
+    model: Any, inputs: Inputs, spec: LayerSpec, *, reuse: bool, forward_kwargs: Mapping[str, Any] | None
+) -> LayerView:
+    """Record the frozen part below ``spec`` once and present the part above as a model of its tensor."""
     raw = raw_inputs(inputs)
     if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
         raise InputError("forward_kwargs", f"expected a mapping, got {type(forward_kwargs).__name__}")
@@ -144,6 +145,28 @@ def layer_integrated_gradients(
         how = "frozen-prefix" if why is None else f"off ({why})"
     if how != "frozen-prefix":
         above = Above(model, spec, raw, None)
+    kwargs = {**(forward_kwargs or {}), EXAMPLE_KWARG: torch.arange(raw.batch, device=activation.device)}
+    return LayerView(raw, activation.detach(), above, how, output, kwargs)
+
+
+def layer_integrated_gradients(
+    model: Any,
+    inputs: Inputs,
+    target: TargetSpec,
+    spec: LayerSpec,
+    *,
+    baseline: BaselineSpec,
+    input_baseline: Any,
+    reuse: bool,
+    seed: int,
+    forward_kwargs: Mapping[str, Any] | None,
+    **integration: Any,
+) -> Attribution:
+    """IG of ``target`` w.r.t. the layer's tensor, from an activation-space or input-space baseline."""
+    if baseline is not None and input_baseline is not None:
+        raise InputError("input_baseline", "give baseline= (activation space) or input_baseline= (inputs), not both")
+    view = layer_view(model, inputs, spec, reuse=reuse, forward_kwargs=forward_kwargs)
+    raw, activation, above, how, output = view.raw, view.activation, view.above, view.reuse, view.output
     act = InputSet({TENSOR_KEY: activation.detach()}, named=False)
     if input_baseline is not None:
         base = input_baselines(raw, input_baseline, seed)
@@ -158,7 +181,7 @@ def layer_integrated_gradients(
         baselines = {TENSOR_KEY: base_act.detach().to(activation.dtype)}
     else:
         baselines = _activation_baselines(act, baseline, seed, spec.name)
-    kwargs = {**(forward_kwargs or {}), EXAMPLE_KWARG: torch.arange(raw.batch, device=activation.device)}
+    kwargs = view.forward_kwargs
     params = {
         "layer": spec.name,
         "layer_side": spec.side,
