@@ -9,8 +9,9 @@ from typing import Any, Mapping, Union
 
 import torch
 
-from .errors import InputError
+from . import storage
 
+FORMAT = "integrand.Attribution"
 FORMAT_VERSION = 1
 TensorOrDict = Union[torch.Tensor, dict[str, torch.Tensor]]
 
@@ -59,48 +60,23 @@ class Attribution:
 
     def save(self, path: str | Path) -> Path:
         """Write a ``.safetensors`` file: tensors plus JSON metadata (never pickle)."""
-        from safetensors.torch import save_file
-
         tensors: dict[str, torch.Tensor] = {}
         kinds: dict[str, str] = {}
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, torch.Tensor):
-                tensors[f.name] = value.detach().cpu().contiguous()
+                tensors[f.name] = value
                 kinds[f.name] = "tensor"
             elif isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
-                for k, v in value.items():
-                    tensors[f"{f.name}/{k}"] = v.detach().cpu().contiguous()
+                tensors.update({f"{f.name}/{k}": v for k, v in value.items()})
                 kinds[f.name] = "dict:" + json.dumps(list(value))
-        meta = {
-            "format": "integrand.Attribution",
-            "version": FORMAT_VERSION,
-            "kinds": kinds,
-            "method": self.method,
-            "params": self.params,
-            "labels": self.labels,
-        }
-        path = Path(path)
-        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
-        return path
+        meta = {"kinds": kinds, "method": self.method, "params": self.params, "labels": self.labels}
+        return storage.write(path, tensors, meta, FORMAT, FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> Attribution:
         """Read a file written by :meth:`save`."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("integrand")
-            if raw is None:
-                raise InputError("path", f"{path} is not an integrand result file")
-            meta = json.loads(raw)
-            if meta.get("format") != "integrand.Attribution":
-                raise InputError("path", f"{path} holds {meta.get('format')!r}, not an Attribution")
-            if meta.get("version") != FORMAT_VERSION:
-                raise InputError(
-                    "path", f"{path} has format version {meta.get('version')}; this integrand reads {FORMAT_VERSION}"
-                )
-            stored = {k: fh.get_tensor(k) for k in fh.keys()}
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION)
         kwargs: dict[str, Any] = {"method": meta["method"], "params": meta["params"], "labels": meta["labels"]}
         for name, kind in meta["kinds"].items():
             if kind == "tensor":

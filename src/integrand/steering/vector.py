@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
+from .. import storage
 from ..errors import InputError
 from .hooks import check_layers, steering
 
@@ -85,15 +85,11 @@ class SteeringVector:
     # ---- files ---------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write a ``.safetensors`` file: tensors plus JSON provenance (never pickle)."""
-        from safetensors.torch import save_file
-
-        tensors = {f"vector/{layer}": v.detach().cpu().contiguous() for layer, v in self.vectors.items()}
+        tensors = {f"vector/{layer}": v for layer, v in self.vectors.items()}
         for kind, values in (("positive", self.positive), ("negative", self.negative)):
             for layer, v in (values or {}).items():
-                tensors[f"{kind}/{layer}"] = v.detach().cpu().contiguous()
+                tensors[f"{kind}/{layer}"] = v
         meta = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "model_name": self.model_name,
             "method": self.method,
             "variant": self.variant,
@@ -106,28 +102,12 @@ class SteeringVector:
             "explained": {kind: {str(k): v for k, v in d.items()} for kind, d in self.explained.items()},
             "params": self.params,
         }
-        path = Path(path)
-        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
-        return path
+        return storage.write(path, tensors, meta, FORMAT, FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
         """Read a file written by :meth:`save`."""
-        from safetensors import safe_open
-
-        if not Path(path).is_file():
-            raise InputError("path", f"{path} does not exist")
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                raw = (fh.metadata() or {}).get("integrand")
-                stored = {k: fh.get_tensor(k) for k in fh.keys()}
-        except Exception as exc:  # noqa: BLE001 - any unreadable file is the caller's input error
-            raise InputError("path", f"{path} is not a safetensors file: {exc}") from exc
-        meta = json.loads(raw) if raw is not None else {}
-        if meta.get("format") != FORMAT:
-            raise InputError("path", f"{path} is not a steering vector file")
-        if meta.get("version") != FORMAT_VERSION:
-            raise InputError("path", f"{path} has format version {meta.get('version')}; expected {FORMAT_VERSION}")
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION)
         layers = [int(layer) for layer in meta["layers"]]
 
         def part(kind: str) -> dict[int, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import InputError
+from .. import storage
 
 FORMAT = "integrand.TokenAttribution"
 FORMAT_VERSION = 1
@@ -107,35 +106,18 @@ class TokenAttribution:
 
     def save(self, path: str | Path) -> Path:
         """Write a ``.safetensors`` file: the tensors plus JSON metadata (never pickle)."""
-        from safetensors.torch import save_file
-
         data = self.to_dict()
         meta = {k: v for k, v in data.items() if k not in _TENSORS and k not in _DERIVED}
-        meta.update({"format": FORMAT, "version": FORMAT_VERSION})
-        tensors = {k: getattr(self, k).detach().cpu().contiguous() for k in _TENSORS}
-        path = Path(path)
-        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
-        return path
+        return storage.write(path, {k: getattr(self, k) for k in _TENSORS}, meta, FORMAT, FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> TokenAttribution:
         """Read a file written by :meth:`save`."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("integrand")
-            if raw is None:
-                raise InputError("path", f"{path} is not an integrand result file")
-            meta = json.loads(raw)
-            if meta.get("format") != FORMAT:
-                raise InputError("path", f"{path} holds {meta.get('format')!r}, not a TokenAttribution")
-            if meta.get("version") != FORMAT_VERSION:
-                raise InputError("path", f"{path} has format version {meta.get('version')}; expected {FORMAT_VERSION}")
-            tensors = {k: fh.get_tensor(k) for k in _TENSORS}
-        del meta["format"], meta["version"]
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION)
         for key in ("tokens", "word_ids", "words", "labels"):
             meta[key] = tuple(meta[key])
-        return cls(**meta, **tensors)
+        fields_: dict[str, Any] = {**meta, **{k: stored[k] for k in _TENSORS}}
+        return cls(**fields_)
 
     def to_html(self, *, title: str | None = None) -> str:
         """A self-contained HTML fragment: tokens coloured by score (every token escaped)."""
