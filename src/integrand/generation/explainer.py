@@ -235,7 +235,9 @@ class GenerationExplainer:
         if not isinstance(weight, torch.Tensor) or weight.dim() != 2:
             raise InputError("baseline", "'mean' needs an embedding weight matrix; pass 'zeros' or a token id")
         # Rows past the tokenizer's vocabulary are padding that no text produces.
-        n_rows = min(int(weight.shape[0]), len(self.tokenizer))
+        n_rows = int(weight.shape[0])
+        if hasattr(self.tokenizer, "__len__"):
+            n_rows = min(n_rows, len(self.tokenizer))
         keep = torch.ones(n_rows, dtype=torch.bool)
         keep[[i for i in self.special_token_ids() if 0 <= i < n_rows]] = False
         ids = torch.arange(n_rows)[keep].to(weight.device)
