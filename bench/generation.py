@@ -145,6 +145,7 @@ def compare(name: str, model: Any, tok: Any, prompt: str, n_new: int, steps: int
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--smollm", action="store_true", help="also run SmolLM2-135M-Instruct")
+    parser.add_argument("--smollm-only", action="store_true", help="run only SmolLM2-135M-Instruct")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     from transformers import GPT2Config, GPT2LMHeadModel
@@ -164,9 +165,10 @@ def main() -> None:
     tok = word_tokenizer(50257)
     gen = torch.Generator().manual_seed(1)
     prompt = " ".join(f"w{int(i)}" for i in torch.randint(4, 50257, (32,), generator=gen))
-    lines = compare("GPT-2-like (6 layers, hidden 256)", model, tok, prompt, 16, 32, args.repeats)
-    print("\n".join(lines), flush=True)
-    if args.smollm:
+    if not args.smollm_only:
+        lines = compare("GPT-2-like (6 layers, hidden 256)", model, tok, prompt, 16, 32, args.repeats)
+        print("\n".join(lines), flush=True)
+    if args.smollm or args.smollm_only:
         from integrand.generation.smollm import load_smollm2
 
         model, tok = load_smollm2()
