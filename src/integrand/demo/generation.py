@@ -26,7 +26,8 @@ def run(out: Path) -> str:
     rel = forced.relative_error
     note = (
         f"SmolLM2-135M-Instruct; the first position (attention sink) stays fixed, other positions start from the "
-        f"{forced.params['baseline']!r} token. Top sources of ' Paris': {top}; relative completeness error "
+        f"{forced.params['baseline']!r} baseline ('mean': the mean embedding of the non-special tokens). "
+        f"Top sources of ' Paris': {top}; relative completeness error "
         f"{float(rel[0]) if rel is not None else float('nan'):.1e} after {int(forced.steps[0])} points."
     )
     return f"<p>{escape(note)}</p>" + "".join(parts)
