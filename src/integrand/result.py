@@ -76,7 +76,7 @@ class Attribution:
     @classmethod
     def load(cls, path: str | Path) -> Attribution:
         """Read a file written by :meth:`save`."""
-        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION)
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION, "an integrand result")
         kwargs: dict[str, Any] = {"method": meta["method"], "params": meta["params"], "labels": meta["labels"]}
         for name, kind in meta["kinds"].items():
             if kind == "tensor":

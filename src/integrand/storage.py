@@ -33,8 +33,11 @@ def write(
     return path
 
 
-def read(path: str | Path, fmt: str, version: int) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """The tensors and metadata of a file written by :func:`write` with the same ``fmt`` and ``version``."""
+def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The tensors and metadata of a file written by :func:`write` with the same ``fmt`` and ``version``.
+
+    ``what`` names the expected content in errors ("an integrand result", "a steering vector").
+    """
     from safetensors import safe_open
 
     if not Path(path).is_file():
@@ -45,11 +48,10 @@ def read(path: str | Path, fmt: str, version: int) -> tuple[dict[str, torch.Tens
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the caller's input error
         raise InputError("path", f"{path} is not a safetensors file: {exc}") from exc
-    if raw is None:
-        raise InputError("path", f"{path} is not an integrand result file")
-    meta = json.loads(raw)
+    meta = json.loads(raw) if raw is not None else {}
     if meta.get("format") != fmt:
-        raise InputError("path", f"{path} holds {meta.get('format')!r}, not {fmt}")
+        found = "no integrand metadata" if raw is None else f"it holds {meta.get('format')!r}"
+        raise InputError("path", f"{path} is not {what} file ({found})")
     if meta.get("version") != version:
         raise InputError("path", f"{path} has format version {meta.get('version')}; this integrand reads {version}")
     del meta["format"], meta["version"]

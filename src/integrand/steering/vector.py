@@ -107,7 +107,7 @@ class SteeringVector:
     @classmethod
     def load(cls, path: str | Path) -> SteeringVector:
         """Read a file written by :meth:`save`."""
-        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION)
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION, "a steering vector")
         layers = [int(layer) for layer in meta["layers"]]
 
         def part(kind: str) -> dict[int, torch.Tensor]:

@@ -113,7 +113,7 @@ class TokenAttribution:
     @classmethod
     def load(cls, path: str | Path) -> TokenAttribution:
         """Read a file written by :meth:`save`."""
-        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION)
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION, "a TokenAttribution")
         for key in ("tokens", "word_ids", "words", "labels"):
             meta[key] = tuple(meta[key])
         fields_: dict[str, Any] = {**meta, **{k: stored[k] for k in _TENSORS}}
