@@ -111,14 +111,16 @@ def test_kill_and_resume_gives_the_same_store(trained: tuple[Any, Any, list[str]
     kills = 0
     out = tmp_path / "killed"
     for _ in range(3):
+        before = len(list((out / "documents").glob("part-*.parquet")))
         proc = subprocess.Popen([*cmd, str(out)], cwd=ROOT, env=env)
-        # Kill after the imports, at a random moment while shards are being written.
+        # Kill at a random point of progress (after 1-8 new shards), a few ms later so some kills land mid-write.
+        goal = before + rng.randint(1, 8)
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not list((out / "documents").glob("part-*.parquet")):
+        while time.monotonic() < deadline and len(list((out / "documents").glob("part-*.parquet"))) < goal:
             if proc.poll() is not None:
                 break
-            time.sleep(0.05)
-        time.sleep(rng.uniform(0.0, 1.0))
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.02))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
