@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import torch
 
@@ -65,8 +65,11 @@ class Probe:
     bytes_per_point: int
 
 
-def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[str, Any] | None) -> Probe:
-    """Forward the inputs with autograd on, counting the bytes autograd saves per example."""
+T = TypeVar("T")
+
+
+def autograd_bytes(model: Any, run: Callable[[], T]) -> tuple[T, int]:
+    """Run ``run()`` with autograd on and count the bytes autograd saves (parameters and buffers excluded)."""
     shared = _parameter_storages(model)
     seen: set[int] = set()
     saved = 0
@@ -80,10 +83,17 @@ def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[s
         # Not ``t`` itself: a saved output would then hold its own grad_fn, a cycle that leaks the graph.
         return t.detach()
 
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = run()
+    return out, saved
+
+
+def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[str, Any] | None) -> Probe:
+    """Forward the inputs with autograd on, counting the bytes autograd saves per example."""
     leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.tensors.items()}
     example = torch.arange(inputs.batch, device=inputs.device)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        output = call_model(model, inputs, leaves, gather_kwargs(forward_kwargs, inputs.batch, example))
+    kwargs = gather_kwargs(forward_kwargs, inputs.batch, example)
+    output, saved = autograd_bytes(model, lambda: call_model(model, inputs, leaves, kwargs))
     # Inputs, their gradients and the output count too; autograd buffers roughly double at backward.
     per_point = 2 * saved // inputs.batch + 3 * sum(inputs.sizes()) * inputs.tensors[inputs.names[0]].element_size()
     return Probe(output=output.detach(), bytes_per_point=max(1, per_point))

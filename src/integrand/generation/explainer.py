@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence, Union, overload
 
 import torch
 
-from ..engine import chunk_size
+from ..engine import autograd_bytes, chunk_size
 from ..errors import ConvergenceWarning, InputError, ModelError
 from ..quadrature import make_rule
 from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
@@ -550,24 +550,9 @@ class GenerationExplainer:
 
 def _bytes_per_point(scorer: Scorer, inputs: torch.Tensor) -> int:
     """Autograd bytes of one point's forward pass plus its gradient buffers (measured on row 0)."""
-    model = scorer.runner.model
-    seen: set[int] = (
-        {p.untyped_storage().data_ptr() for p in model.parameters()} if isinstance(model, torch.nn.Module) else set()
-    )
-    saved = 0
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
-        ptr = t.untyped_storage().data_ptr()
-        if ptr not in seen:
-            seen.add(ptr)
-            saved += t.untyped_storage().nbytes()
-        return t
-
     leaf = inputs[:1].detach().requires_grad_(True)
     rows = torch.zeros(1, dtype=torch.long, device=inputs.device)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        scorer.runner.logits(scorer.batch, rows, leaf)
+    _, saved = autograd_bytes(scorer.runner.model, lambda: scorer.runner.logits(scorer.batch, rows, leaf))
     scorer.runner.forwards -= 1
     return max(1, 2 * saved + 4 * leaf.numel() * leaf.element_size())
 
