@@ -6,7 +6,7 @@ passing ``inputs_embeds`` straight to the model: no hooks, no shared passes, no 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -75,12 +75,12 @@ WORDS = [
 SPECIALS = ["<unk>", "<pad>", "<s>", "</s>"]
 
 
-def word_tokenizer(add_bos: bool) -> Any:
-    """A word-level fast tokenizer over WORDS; ``add_bos`` makes it prepend <s> like Llama's."""
+def word_tokenizer(add_bos: bool, words: Sequence[str] | None = None) -> Any:
+    """A word-level fast tokenizer over ``words`` (default WORDS); ``add_bos`` prepends <s> like Llama's."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    vocab = {w: i for i, w in enumerate(SPECIALS + WORDS)}
+    vocab = {w: i for i, w in enumerate(list(SPECIALS) + list(WORDS if words is None else words))}
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=False)
@@ -108,15 +108,15 @@ def tiny_gpt2(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0, lay
     return GPT2LMHeadModel(config).to(dtype).eval()
 
 
-def tiny_llama(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> Any:
+def tiny_llama(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0, layers: int = 2, hidden: int = 32) -> Any:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
     config = LlamaConfig(
         vocab_size=vocab,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=64,
