@@ -7,37 +7,23 @@ interpolated sequence once and every target token takes its gradient from that p
 from __future__ import annotations
 
 import math
-import warnings
-from dataclasses import dataclass
 from typing import Any, Mapping, Sequence, Union, overload
 
 import torch
 
-from ..engine import autograd_bytes, chunk_size
-from ..errors import ConvergenceWarning, InputError, ModelError
+from ..errors import InputError, ModelError
 from ..quadrature import make_rule
-from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
+from .attribute import BaselineSpec, Request, attribute_rows
+from .batching import Row, contrast_logprobs
 from .result import GenerationAttribution
-from .runner import Batch, Runner, embedding_override, input_embedding_layer
+from .runner import input_embedding_layer
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
 
 METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient")
 DEFAULT_TOL = 1e-2
 DEFAULT_MAX_STEPS = 1025
 DEFAULT_NEW_TOKENS = 8
-BaselineSpec = Union[str, int]
 Prompts = Union[str, Sequence[str]]
-
-
-@dataclass(frozen=True)
-class _Row:
-    """One prompt: token ids of prompt and targets, optional contrast tokens and message spans."""
-
-    prompt: list[int]
-    targets: list[int]
-    contrast: list[int] | None
-    fixed: int
-    groups: dict[str, tuple[int, int]] | None = None
 
 
 def context_window(model: Any) -> int | None:
@@ -353,208 +339,35 @@ class GenerationExplainer:
                     "fixed", f"{n_fixed} fixed positions leave no prompt token to attribute (prompt has {len(ids)})"
                 )
             with_targets = forced if forced is not None else self._generate(ids, n_new)
-            rows.append(_Row(prompt=ids, targets=with_targets, contrast=foil, fixed=n_fixed, groups=groups))
-        return self._attribute(
-            rows,
-            contrast_prompt,
-            method,
-            score_name,
-            score_fn,
-            logged,
-            rule_obj,
-            tol,
-            max_steps,
-            float(atol),
-            baseline_spec,
+            rows.append(Row(prompt=ids, targets=with_targets, contrast=foil, fixed=n_fixed, groups=groups))
+        device = self._device()
+        request = Request(
+            method=method,
+            score_name=score_name,
+            score_fn=score_fn,
+            logged=logged,
+            rule=rule_obj,
+            tol=tol,
+            max_steps=max_steps,
+            atol=float(atol),
+            baseline=baseline_spec,
+            baseline_id=self._baseline_id(baseline_spec),
+            baseline_vector=self.baseline_embedding(baseline_spec),
+            batch_size=self.batch_size,
+            memory_budget=self.memory_budget,
         )
+        contrast = (
+            None
+            if contrast_prompt is None
+            else contrast_logprobs(self.model, self._encode(contrast_prompt, add_special_tokens=True), rows, device)
+        )
+        return attribute_rows(self.model, self.embedding, self.tokenizer, self._embed, rows, request, contrast, device)
 
     def _check_step(self, fn: StepFunction, contrasts: list[str | None], contrast_prompt: str | None) -> None:
         if needs_contrast_ids(fn) and any(c is None for c in contrasts):
             raise InputError("contrast", "a contrastive step function needs contrast= for every prompt")
         if needs_contrast_prompt(fn) and contrast_prompt is None:
             raise InputError("contrast_prompt", "'kl_divergence' needs contrast_prompt=")
-
-    def _batch(self, rows: list[_Row], device: torch.device) -> tuple[Batch, list[int], torch.Tensor | None]:
-        seqs = [r.prompt + r.targets for r in rows]
-        length, n_t = max(len(s) for s in seqs), max(len(r.targets) for r in rows)
-        pad = next((v for v in (self.tokenizer.pad_token_id, self.tokenizer.eos_token_id, 0) if isinstance(v, int)), 0)
-        ids = torch.full((len(rows), length), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), length), dtype=torch.long)
-        score_pos = torch.full((len(rows), n_t), length - 1, dtype=torch.long)
-        target_ids = torch.zeros((len(rows), n_t), dtype=torch.long)
-        contrast = torch.zeros((len(rows), n_t), dtype=torch.long) if rows[0].contrast is not None else None
-        valid = torch.zeros((len(rows), n_t), dtype=torch.bool)
-        offsets = []
-        for b, (r, s) in enumerate(zip(rows, seqs)):
-            off = length - len(s)
-            offsets.append(off)
-            ids[b, off:] = torch.tensor(s)
-            mask[b, off:] = 1
-            t = len(r.targets)
-            score_pos[b, :t] = torch.arange(off + len(r.prompt) - 1, off + len(r.prompt) - 1 + t)
-            target_ids[b, :t] = torch.tensor(r.targets)
-            valid[b, :t] = True
-            if contrast is not None and r.contrast is not None:
-                contrast[b, :t] = torch.tensor(r.contrast)
-        position_ids = (mask.cumsum(dim=1) - 1).clamp_min(0)
-        batch = Batch(
-            ids.to(device),
-            mask.to(device),
-            position_ids.to(device),
-            score_pos.to(device),
-            target_ids.to(device),
-            valid.to(device),
-        )
-        return batch, offsets, None if contrast is None else contrast.to(device)
-
-    def _contrast_logprobs(self, contrast_prompt: str, rows: list[_Row], device: torch.device) -> torch.Tensor:
-        """Next-token log-distributions under the contrast prompt followed by each row's targets: [B, T, V]."""
-        ids = self._encode(contrast_prompt, add_special_tokens=True)
-        n_t = max(len(r.targets) for r in rows)
-        out = []
-        with torch.no_grad():
-            for r in rows:
-                seq = torch.tensor([ids + r.targets], device=device)
-                res = self.model(input_ids=seq, use_cache=False)
-                logits = (res.logits if hasattr(res, "logits") else res[0])[
-                    0, len(ids) - 1 : len(ids) - 1 + len(r.targets)
-                ]
-                logp = logits.log_softmax(dim=-1)
-                out.append(torch.cat([logp, logp.new_zeros(n_t - len(r.targets), logp.shape[1])]))
-        return torch.stack(out)
-
-    def _attribute(
-        self,
-        rows: list[_Row],
-        contrast_prompt: str | None,
-        method: str,
-        score_name: str,
-        score_fn: StepFunction,
-        logged: dict[str, StepFunction],
-        rule_obj: Any,
-        tol: float | None,
-        max_steps: int,
-        atol: float,
-        baseline_spec: BaselineSpec,
-    ) -> list[GenerationAttribution]:
-        device = self._device()
-        batch, offsets, contrast_ids = self._batch(rows, device)
-        contrast_logprobs = None if contrast_prompt is None else self._contrast_logprobs(contrast_prompt, rows, device)
-        baseline_id = self._baseline_id(baseline_spec)
-        inputs = self._embed(batch.ids)
-        baselines = self.baseline_embedding(baseline_spec).to(inputs).expand_as(inputs)
-        # Fixed (sink) and padding positions keep their real embedding along the whole path.
-        keep = batch.attention_mask == 0
-        for b, (r, off) in enumerate(zip(rows, offsets)):
-            keep[b, off : off + r.fixed] = True
-        baselines = torch.where(keep[..., None], inputs, baselines)
-        diff = inputs - baselines
-        all_rows = torch.arange(len(rows), device=device)
-
-        with embedding_override(self.embedding) as slot:
-            runner = Runner(self.model, slot)
-            runner.try_split_head(batch, inputs)
-            probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=len(rows))
-            chunk = chunk_size(self.batch_size, self.memory_budget, _bytes_per_point(probe_scorer, inputs), device)
-            scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
-            step_scores = {n: scorer.scores(all_rows, inputs, fn) for n, fn in logged.items()}
-            score_input = step_scores[score_name]
-            reduce: Reduce
-            score_baseline = delta = qerr = floor = at_floor = None
-            converged = batch.valid.cpu()
-            n_steps = torch.ones(len(rows), dtype=torch.long)
-            if method == "integrated_gradients":
-                score_baseline = scorer.scores(all_rows, baselines)
-                total = score_input - score_baseline
-
-                def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-                    return (grad * diff[r]).sum(dim=-1)
-
-                if rule_obj is not None:
-                    values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce)
-                    n_steps = torch.full((len(rows),), rule_obj.steps)
-                else:
-                    assert tol is not None
-                    outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps)
-                    values, n_steps, converged, qerr = (
-                        outcome.values,
-                        outcome.steps,
-                        outcome.converged,
-                        outcome.quadrature_error,
-                    )
-                    floor, at_floor = outcome.noise_floor, outcome.at_noise_floor
-                delta = total - values.sum(dim=-1)
-            else:
-
-                def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-                    if method == "saliency":
-                        norm: torch.Tensor = torch.linalg.vector_norm(grad, dim=-1)
-                        return norm
-                    return (grad * inputs[r]).sum(dim=-1)
-
-                _, values = scorer.gradients(all_rows, inputs, reduce)
-            forwards, split = runner.forwards, runner.split_head is not None
-
-        params = {
-            "rule": None if method != "integrated_gradients" else (rule_obj.name if rule_obj else "adaptive-simpson"),
-            "steps": rule_obj.steps if rule_obj else None,
-            "tol": tol if method == "integrated_gradients" else None,
-            "max_steps": max_steps if tol is not None else None,
-            "noise_ulps": NOISE_ULPS if floor is not None else None,
-            "atol": atol,
-            "baseline": baseline_spec,
-            "baseline_token_id": baseline_id,
-            "split_head": split,
-            "forward_points": forwards,
-        }
-        results = []
-        for b, (r, off) in enumerate(zip(rows, offsets)):
-            t = len(r.targets)
-            seq = r.prompt + r.targets
-            results.append(
-                GenerationAttribution(
-                    tokens=tuple(self.tokenizer.decode([i]) for i in seq),
-                    token_ids=torch.tensor(seq),
-                    n_prompt=len(r.prompt),
-                    matrix=values[b, :t, off:-1].detach().cpu(),
-                    step_scores={n: v[b, :t].detach().cpu() for n, v in step_scores.items()},
-                    score_input=score_input[b, :t].detach().cpu(),
-                    score_baseline=None if score_baseline is None else score_baseline[b, :t].detach().cpu(),
-                    delta=None if delta is None else delta[b, :t].detach().cpu(),
-                    steps=n_steps[b].repeat(t),
-                    converged=converged[b, :t].clone(),
-                    method=method,
-                    score=score_name,
-                    fixed_positions=tuple(range(r.fixed)),
-                    params=params
-                    if floor is None or at_floor is None
-                    else {
-                        **params,
-                        "noise_floor": floor[b, :t].tolist(),
-                        "at_noise_floor": at_floor[b, :t].tolist(),
-                    },
-                    quadrature_error=None if qerr is None else qerr[b, :t].clone(),
-                    source_groups=r.groups,
-                )
-            )
-            if not bool(results[-1].converged.all()):
-                bad = [k for k, ok in enumerate(results[-1].converged.tolist()) if not ok]
-                warnings.warn(
-                    f"generation attribution: target tokens {bad} of prompt {b} did not reach tol={tol} within "
-                    f"max_steps={max_steps}; see result.converged and result.relative_error",
-                    ConvergenceWarning,
-                    stacklevel=3,
-                )
-        return results
-
-
-def _bytes_per_point(scorer: Scorer, inputs: torch.Tensor) -> int:
-    """Autograd bytes of one point's forward pass plus its gradient buffers (measured on row 0)."""
-    leaf = inputs[:1].detach().requires_grad_(True)
-    rows = torch.zeros(1, dtype=torch.long, device=inputs.device)
-    _, saved = autograd_bytes(scorer.runner.model, lambda: scorer.runner.logits(scorer.batch, rows, leaf))
-    scorer.runner.forwards -= 1
-    return max(1, 2 * saved + 4 * leaf.numel() * leaf.element_size())
 
 
 def _check_fixed(fixed: int | str) -> int | str:
