@@ -16,6 +16,7 @@ from ..engine import autograd_bytes, chunk_size
 from ..errors import ConvergenceWarning
 from ..quadrature import Rule
 from .batching import Row, build_batch
+from .forward_mode import select_scorer
 from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
 from .result import GenerationAttribution
 from .runner import Runner, embedding_override
@@ -41,6 +42,7 @@ class Request:
     baseline_vector: torch.Tensor
     batch_size: int | None = None
     memory_budget: int | None = None
+    gradient_mode: str = "auto"
 
 
 def attribute_rows(
@@ -73,6 +75,8 @@ def attribute_rows(
         probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=len(rows))
         chunk = chunk_size(request.batch_size, request.memory_budget, bytes_per_point(probe_scorer, inputs), device)
         scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
+        direction = diff if method == "integrated_gradients" else inputs
+        scorer, mode = select_scorer(request.gradient_mode, method, scorer, direction, inputs)
         step_scores = {n: scorer.scores(all_rows, inputs, fn) for n, fn in logged.items()}
         score_input = step_scores[score_name]
         reduce: Reduce
@@ -122,6 +126,8 @@ def attribute_rows(
         "baseline_token_id": request.baseline_id,
         "split_head": split,
         "forward_points": forwards,
+        "gradient_mode": mode.mode,
+        "gradient_mode_note": mode.note,
     }
     results = []
     for b, (r, off) in enumerate(zip(rows, offsets)):

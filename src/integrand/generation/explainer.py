@@ -15,6 +15,7 @@ from ..errors import InputError, ModelError
 from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
 from .batching import Row, contrast_logprobs
+from .forward_mode import check_gradient_mode
 from .result import GenerationAttribution
 from .runner import input_embedding_layer
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
@@ -112,7 +113,7 @@ class GenerationExplainer:
         function; default "log_probability", or "contrast_log_prob_diff" with ``contrast``),
         ``log_scores`` (more step functions to log), ``steps``/``rule`` (fixed rule) or ``tol``
         (error control per target token, the default with ``tol=1e-2``), ``max_steps``, ``atol``,
-        ``baseline``, ``fixed``.
+        ``baseline``, ``fixed``, ``gradient_mode`` ("auto", "reverse", "forward"; see docs/generation.md).
         """
         single = isinstance(prompt, str)
         prompts = _as_list(prompt, "prompt")
@@ -281,9 +282,11 @@ class GenerationExplainer:
         atol: float = 0.0,
         baseline: BaselineSpec | None = None,
         fixed: int | str | None = None,
+        gradient_mode: str = "auto",
     ) -> list[GenerationAttribution]:
         if method not in METHODS:
             raise InputError("method", f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        check_gradient_mode(gradient_mode, method)
         if max_new_tokens is not None and (
             isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1
         ):
@@ -355,6 +358,7 @@ class GenerationExplainer:
             baseline_vector=self.baseline_embedding(baseline_spec),
             batch_size=self.batch_size,
             memory_budget=self.memory_budget,
+            gradient_mode=gradient_mode,
         )
         contrast = (
             None
