@@ -28,8 +28,8 @@ TANGENTS_PER_POINT = 4
 
 A reverse-mode point keeps every layer's saved activations until its last backward pass; a
 tangent row of a dual pass without a graph only holds the current op's primal and tangent. On
-the 6-layer benchmark model with ``batch_size=2`` the peak RSS growth was 52 MiB for 8 tangent
-rows per pass (with the head pulled back at 2 points) against 60 MiB for 2 reverse points
+the 6-layer benchmark model with ``batch_size=2`` the peak RSS growth was 50 MiB for 8 tangent
+rows per pass (with the head pulled back at 2 points) against 61 MiB for 2 reverse points
 (``bench/generation_modes.py``).
 """
 
