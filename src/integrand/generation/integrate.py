@@ -17,6 +17,7 @@ import torch
 from ..errors import InputError, ModelError
 from ..quadrature import Rule
 from .runner import Batch, Runner
+from .spectral import spectral_phase
 from .steps import StepArgs, StepFunction
 
 Reduce = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -42,7 +43,8 @@ class Scorer:
         self.contrast_logprobs = contrast_logprobs
         self.chunk = chunk
 
-    def _score(self, logits: list[torch.Tensor], rows: torch.Tensor, step_fn: StepFunction) -> torch.Tensor:
+    def _columns(self, logits: list[torch.Tensor], rows: torch.Tensor, step_fn: StepFunction) -> list[torch.Tensor]:
+        """One score tensor [points] per target column, zero where the target is padding."""
         cols = []
         for k, lk in enumerate(logits):
             args = StepArgs(
@@ -57,11 +59,14 @@ class Scorer:
                 raise InputError(
                     "score", f"a step function must return one score per row ({rows.shape[0]},), got {got}"
                 )
-            cols.append(s)
-        scores = torch.stack(cols, dim=1)
-        if not bool(torch.isfinite(scores[self.batch.valid[rows]]).all()):
-            raise ModelError("model", "the target score is NaN or Inf along the path")
-        return scores * self.batch.valid[rows]
+            valid = self.batch.valid[rows, k]
+            if not bool(torch.isfinite(s[valid]).all()):
+                raise ModelError("model", "the target score is NaN or Inf along the path")
+            cols.append(s * valid)
+        return cols
+
+    def _score(self, logits: list[torch.Tensor], rows: torch.Tensor, step_fn: StepFunction) -> torch.Tensor:
+        return torch.stack(self._columns(logits, rows, step_fn), dim=1)
 
     def scores(self, rows: torch.Tensor, embeds: torch.Tensor, step_fn: StepFunction | None = None) -> torch.Tensor:
         """Scores without gradients at given points (chunked)."""
@@ -79,17 +84,17 @@ class Scorer:
         n_targets = self.batch.target_ids.shape[1]
         contrib = embeds.new_zeros(rows.shape[0], n_targets, embeds.shape[1])
         with torch.enable_grad():
-            scores = self._score(self.runner.logits(self.batch, rows, leaf), rows, self.step_fn)
+            # Each backward starts from its own column: from a stacked tensor, every target's backward
+            # would also run (with zero gradients) through all the other targets' heads.
+            cols = self._columns(self.runner.logits(self.batch, rows, leaf), rows, self.step_fn)
             live = [k for k in range(n_targets) if bool(self.batch.valid[rows, k].any())]
             for i, k in enumerate(live):
-                if not scores.requires_grad:
+                if not cols[k].requires_grad:
                     raise ModelError("model", "the target score does not depend on the input embeddings")
-                (grad,) = torch.autograd.grad(
-                    scores[:, k].sum(), leaf, retain_graph=i < len(live) - 1, allow_unused=True
-                )
+                (grad,) = torch.autograd.grad(cols[k].sum(), leaf, retain_graph=i < len(live) - 1, allow_unused=True)
                 if grad is not None:
                     contrib[:, k] = reduce(grad, rows)
-        return scores.detach(), contrib
+        return torch.stack([c.detach() for c in cols], dim=1), contrib
 
 
 def points(inputs: torch.Tensor, baselines: torch.Tensor, rows: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
@@ -201,12 +206,13 @@ def adaptive(
     max_steps: int,
     noise_ulps: float | None = None,
 ) -> AdaptiveOutcome:
-    """Globally adaptive Simpson per row; all targets of a row share its points.
+    """Nested Clenshaw-Curtis per row (``spectral.py``), then globally adaptive Simpson for the rest.
 
     A row is refined until every valid target's summed feature error and completeness error
-    are within ``max(tol * |total| + atol, noise floor)``; intervals are bisected by their worst
-    target. The floor (``noise_floor``, ``NOISE_ULPS`` unless ``noise_ulps`` is given) is the
-    rounding level of the estimates: a tolerance below it cannot be certified in this dtype.
+    are within ``max(tol * |total| + atol, noise floor)``; all targets of a row share its points and
+    Simpson intervals are bisected by their worst target. The floor (``noise_floor``,
+    ``NOISE_ULPS`` unless ``noise_ulps`` is given) is the rounding level of the estimates: a
+    tolerance below it cannot be certified in this dtype.
     """
     ulps = NOISE_ULPS if noise_ulps is None else noise_ulps
     n_rows = inputs.shape[0]
@@ -227,12 +233,25 @@ def adaptive(
             scs.append(s)
         return torch.cat(vals), torch.cat(scs)
 
-    start = [0.0, 0.25, 0.5, 0.75, 1.0]
-    v, s = evaluate([b for b in range(n_rows) for _ in start], start * n_rows)
-    parts = [[_Interval(0.0, 1.0, v[5 * b : 5 * b + 5], s[5 * b : 5 * b + 5])] for b in range(n_rows)]
-    steps = [len(start)] * n_rows
+    def floor_of(scores: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+        eps = torch.finfo(scores.dtype).eps
+        return ulps * eps * (scores[0].abs() + scores[-1].abs() + magnitude)
+
+    spectral = spectral_phase(evaluate, n_rows, total, budget, max_steps, floor_of)
+    steps = [len(st.nodes) for st in spectral]
     converged = torch.zeros(n_rows, total.shape[1], dtype=torch.bool)
-    active = list(range(n_rows))
+    # Phase 2 starts from one interval [0, 1]: reuse the evaluations at 0, 1/2, 1, add 1/4 and 3/4.
+    rest = [b for b in range(n_rows) if not spectral[b].done and steps[b] + 2 <= max_steps]
+    parts: dict[int, list[_Interval]] = {}
+    if rest:
+        q_values, q_scores = evaluate([b for b in rest for _ in (0, 1)], [0.25, 0.75] * len(rest))
+        for j, b in enumerate(rest):
+            v0, vm, v1, s0, sm, s1 = spectral[b].endpoints()
+            node_values = torch.stack([v0, q_values[2 * j], vm, q_values[2 * j + 1], v1])
+            node_scores = torch.stack([s0, q_scores[2 * j], sm, q_scores[2 * j + 1], s1])
+            parts[b] = [_Interval(0.0, 1.0, node_values, node_scores)]
+            steps[b] += 2
+    active = list(rest)
     while active:
         plan: list[tuple[int, list[int]]] = []
         for b in active:
@@ -263,19 +282,31 @@ def adaptive(
             parts[b] = [c for i, p in enumerate(parts[b]) for c in new.get(i, [p])]
             steps[b] += POINTS_PER_SPLIT * len(chosen)
         active = [b for b, _ in plan]
-    values = torch.stack([torch.stack([p.fine for p in row]).sum(dim=0) for row in parts])
-    feature_error = torch.stack([torch.stack([p.error for p in row]).sum(dim=0).amax(dim=1) for row in parts])
-    floor = torch.stack([noise_floor(row, ulps) for row in parts])
-    within_budget = torch.stack([_row_converged(row, total[b], budget[b]) for b, row in enumerate(parts)])
+    values, feature_error, floor, within_budget = [], [], [], []
+    for b, st in enumerate(spectral):
+        if b in parts:
+            row = parts[b]
+            values.append(torch.stack([p.fine for p in row]).sum(dim=0))
+            feature_error.append(torch.stack([p.error for p in row]).sum(dim=0).amax(dim=1))
+            floor.append(noise_floor(row, ulps))
+            within_budget.append(_row_converged(row, total[b], budget[b]))
+            continue
+        assert st.estimate is not None and st.error is not None and st.magnitude is not None
+        values.append(st.estimate)
+        feature_error.append(st.error)
+        floor.append(floor_of(st.scores, st.magnitude))
+        ok = (st.error <= budget[b]) & ((total[b] - st.estimate.sum(dim=1)).abs() <= budget[b])
+        within_budget.append(ok)
+        converged[b] = torch.full_like(converged[b], st.done)
     scale = (total.abs() + atol).clamp_min(tiny)
-    converged = converged & valid.cpu()
+    done = converged & valid.cpu()
     return AdaptiveOutcome(
-        values=values,
+        values=torch.stack(values),
         steps=torch.tensor(steps),
-        converged=converged,
-        quadrature_error=(feature_error / scale).cpu(),
-        noise_floor=(floor * valid).cpu(),
-        at_noise_floor=converged & ~within_budget.cpu(),
+        converged=done,
+        quadrature_error=(torch.stack(feature_error) / scale).cpu(),
+        noise_floor=(torch.stack(floor) * valid).cpu(),
+        at_noise_floor=done & ~torch.stack(within_budget).cpu(),
     )
 
 
