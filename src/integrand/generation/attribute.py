@@ -103,7 +103,8 @@ def attribute_rows(
                     outcome.quadrature_error,
                 )
                 floor, at_floor = outcome.noise_floor, outcome.at_noise_floor
-            delta = total - values.sum(dim=-1)
+            # Summed in float64: the residual, not the summation order, is what delta reports.
+            delta = (total.double() - values.double().sum(dim=-1)).to(total.dtype)
         else:
 
             def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
