@@ -6,10 +6,7 @@ GPT-2-like model of ``bench/generation.py`` (6 layers, hidden 256, GPT-2 vocab, 
 16 Gauss-Legendre IG steps, one thread: a 4-token prompt with 32 forced targets and a 32-token prompt
 with 4. Wall times are measured in one process; peak memory (RSS growth) in a fresh process per run.
 
-"reverse, per-column" is reverse mode with each target's backward pass started from that target's own
-score column instead of a column of the stacked scores: the stack's backward sends zero gradients
-through every other target's head, so ``Scorer.gradients`` pays T heads per target. The variant here
-measures what differentiating the column itself saves (identical values).
+Reverse mode starts each target's backward pass from that target's own score (see ``Scorer.gradients``).
 """
 
 from __future__ import annotations
@@ -46,39 +43,8 @@ def build(batch_size: int | None = None) -> Any:
     )
 
 
-def per_column_gradients(
-    self: Any, rows: torch.Tensor, embeds: torch.Tensor, reduce: Any
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reverse mode, each target's backward pass from its own step-function output."""
-    from integrand.generation.steps import StepArgs
-
-    leaf = embeds.detach().requires_grad_(True)
-    n_targets = self.batch.target_ids.shape[1]
-    contrib = embeds.new_zeros(rows.shape[0], n_targets, embeds.shape[1])
-    with torch.enable_grad():
-        logits = self.runner.logits(self.batch, rows, leaf)
-        scores = self._score(logits, rows, self.step_fn)
-        for k in range(n_targets):
-            args = StepArgs(
-                logits=logits[k], target_ids=self.batch.target_ids[rows, k], contrast_ids=None, contrast_logprobs=None
-            )
-            column = self.step_fn(args) * self.batch.valid[rows, k]
-            (grad,) = torch.autograd.grad(column.sum(), leaf, retain_graph=k < n_targets - 1)
-            contrib[:, k] = reduce(grad, rows)
-    return scores.detach(), contrib
-
-
 def run(gx: Any, n_prompt: int, n_targets: int, mode: str) -> Any:
-    from integrand.generation import integrate
-
-    original = integrate.Scorer.gradients
-    if mode == "reverse, per-column":
-        integrate.Scorer.gradients = per_column_gradients  # type: ignore[method-assign]
-    try:
-        plain = "reverse" if mode.startswith("reverse") else mode
-        return gx(words(n_prompt, 1), target=words(n_targets, 2), steps=16, gradient_mode=plain)
-    finally:
-        integrate.Scorer.gradients = original  # type: ignore[method-assign]
+    return gx(words(n_prompt, 1), target=words(n_targets, 2), steps=16, gradient_mode=mode)
 
 
 def peak_child(args: tuple[int, int, str, int | None]) -> float:
@@ -102,10 +68,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     gx = build()
-    modes = ("reverse", "reverse, per-column", "forward")
+    modes = ("reverse", "forward")
     lines = [
         "| prompt tokens | targets | source positions S | mode | wall s | peak RSS growth MiB "
-        "| wall / per-column reverse | max rel. diff to reverse |",
+        "| wall / reverse | max rel. diff to reverse |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for n_prompt, n_targets in CASES:
@@ -122,7 +88,7 @@ def main() -> None:
             diff = float((results[mode].matrix - ref).abs().max() / ref.abs().max())
             lines.append(
                 f"| {n_prompt} | {n_targets} | {n_src} | {mode} | {times[mode]:.2f} | "
-                f"{peak(n_prompt, n_targets, mode):.0f} | {times[mode] / times['reverse, per-column']:.2f} "
+                f"{peak(n_prompt, n_targets, mode):.0f} | {times[mode] / times['reverse']:.2f} "
                 f"| {diff:.1e} |"
             )
     small = {mode: peak(4, 32, mode, batch_size=2) for mode in ("reverse", "forward")}
