@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
@@ -19,7 +19,7 @@ from .batching import Row, build_batch
 from .forward_mode import select_scorer
 from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
 from .result import GenerationAttribution
-from .runner import Runner, embedding_override
+from .runner import Batch, Runner, embedding_override
 from .steps import StepFunction
 
 BaselineSpec = Union[str, int]
@@ -56,8 +56,6 @@ def attribute_rows(
     device: torch.device,
 ) -> list[GenerationAttribution]:
     """Attribute every target token of every row (``embed`` maps token ids to input embeddings)."""
-    method, score_name, score_fn, logged = request.method, request.score_name, request.score_fn, request.logged
-    rule_obj, tol, max_steps, atol = request.rule, request.tol, request.max_steps, request.atol
     batch, offsets, contrast_ids = build_batch(rows, tokenizer, device)
     inputs = embed(batch.ids)
     baselines = request.baseline_vector.to(inputs).expand_as(inputs)
@@ -66,55 +64,95 @@ def attribute_rows(
     for b, (r, off) in enumerate(zip(rows, offsets)):
         keep[b, off : off + r.fixed] = True
     baselines = torch.where(keep[..., None], inputs, baselines)
-    diff = inputs - baselines
-    all_rows = torch.arange(len(rows), device=device)
 
     with embedding_override(embedding) as slot:
         runner = Runner(model, slot)
         runner.try_split_head(batch, inputs)
-        probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=len(rows))
-        chunk = chunk_size(request.batch_size, request.memory_budget, bytes_per_point(probe_scorer, inputs), device)
-        scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
-        direction = diff if method == "integrated_gradients" else inputs
-        scorer, mode = select_scorer(request.gradient_mode, method, scorer, direction, inputs)
-        step_scores = {n: scorer.scores(all_rows, inputs, fn) for n, fn in logged.items()}
-        score_input = step_scores[score_name]
-        reduce: Reduce
-        score_baseline = delta = qerr = floor = at_floor = None
-        converged = batch.valid.cpu()
-        n_steps = torch.ones(len(rows), dtype=torch.long)
-        if method == "integrated_gradients":
-            score_baseline = scorer.scores(all_rows, baselines)
-            total = score_input - score_baseline
+        done = integrate_batch(runner, batch, inputs, baselines, request, contrast_ids, contrast_logprobs)
+    results = []
+    for b, (r, off) in enumerate(zip(rows, offsets)):
+        seq = r.prompt + r.targets
+        columns = range(off, off + len(seq) - 1)
+        results.append(
+            make_result(done, b, request, tokenizer, seq, len(r.prompt), columns, tuple(range(r.fixed)), r.groups)
+        )
+    return results
 
-            def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-                return (grad * diff[r]).sum(dim=-1)
 
-            if rule_obj is not None:
-                values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce)
-                n_steps = torch.full((len(rows),), rule_obj.steps)
-            else:
-                assert tol is not None
-                outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps)
-                values, n_steps, converged, qerr = (
-                    outcome.values,
-                    outcome.steps,
-                    outcome.converged,
-                    outcome.quadrature_error,
-                )
-                floor, at_floor = outcome.noise_floor, outcome.at_noise_floor
-            # Summed in float64: the residual, not the summation order, is what delta reports.
-            delta = (total.double() - values.double().sum(dim=-1)).to(total.dtype)
+@dataclass(frozen=True)
+class Integrated:
+    """Per-batch outcome: contributions ``values`` [B, T, L] over batch positions, scores [B, T], ..."""
+
+    values: torch.Tensor
+    step_scores: dict[str, torch.Tensor]
+    score_input: torch.Tensor
+    score_baseline: torch.Tensor | None
+    delta: torch.Tensor | None
+    steps: torch.Tensor  # [B]
+    converged: torch.Tensor  # [B, T]
+    quadrature_error: torch.Tensor | None
+    noise_floor: torch.Tensor | None
+    at_noise_floor: torch.Tensor | None
+    params: dict[str, Any]
+
+
+def integrate_batch(
+    runner: Runner,
+    batch: Batch,
+    inputs: torch.Tensor,
+    baselines: torch.Tensor,
+    request: Request,
+    contrast_ids: torch.Tensor | None,
+    contrast_logprobs: torch.Tensor | None,
+) -> Integrated:
+    """Run ``request``'s method on a prepared batch (``runner.logits`` reads embeddings [points, L, H])."""
+    method, score_name, score_fn, logged = request.method, request.score_name, request.score_fn, request.logged
+    rule_obj, tol, max_steps, atol = request.rule, request.tol, request.max_steps, request.atol
+    diff = inputs - baselines
+    n_rows = inputs.shape[0]
+    all_rows = torch.arange(n_rows, device=inputs.device)
+    probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=n_rows)
+    chunk = chunk_size(request.batch_size, request.memory_budget, bytes_per_point(probe_scorer, inputs), inputs.device)
+    scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
+    direction = diff if method == "integrated_gradients" else inputs
+    scorer, mode = select_scorer(request.gradient_mode, method, scorer, direction, inputs)
+    step_scores = {n: scorer.scores(all_rows, inputs, fn) for n, fn in logged.items()}
+    score_input = step_scores[score_name]
+    reduce: Reduce
+    score_baseline = delta = qerr = floor = at_floor = None
+    converged = batch.valid.cpu()
+    n_steps = torch.ones(n_rows, dtype=torch.long)
+    if method == "integrated_gradients":
+        score_baseline = scorer.scores(all_rows, baselines)
+        total = score_input - score_baseline
+
+        def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            return (grad * diff[r]).sum(dim=-1)
+
+        if rule_obj is not None:
+            values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce)
+            n_steps = torch.full((n_rows,), rule_obj.steps)
         else:
+            assert tol is not None
+            outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps)
+            values, n_steps, converged, qerr = (
+                outcome.values,
+                outcome.steps,
+                outcome.converged,
+                outcome.quadrature_error,
+            )
+            floor, at_floor = outcome.noise_floor, outcome.at_noise_floor
+        # Summed in float64: the residual, not the summation order, is what delta reports.
+        delta = (total.double() - values.double().sum(dim=-1)).to(total.dtype)
+    else:
 
-            def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-                if method == "saliency":
-                    norm: torch.Tensor = torch.linalg.vector_norm(grad, dim=-1)
-                    return norm
-                return (grad * inputs[r]).sum(dim=-1)
+        def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+            if method == "saliency":
+                norm: torch.Tensor = torch.linalg.vector_norm(grad, dim=-1)
+                return norm
+            return (grad * inputs[r]).sum(dim=-1)
 
-            _, values = scorer.gradients(all_rows, inputs, reduce)
-        forwards, split = runner.forwards, runner.split_head is not None
+        _, values = scorer.gradients(all_rows, inputs, reduce)
 
     params = {
         "rule": None if method != "integrated_gradients" else (rule_obj.name if rule_obj else "adaptive-simpson"),
@@ -125,50 +163,66 @@ def attribute_rows(
         "atol": atol,
         "baseline": request.baseline,
         "baseline_token_id": request.baseline_id,
-        "split_head": split,
-        "forward_points": forwards,
+        "split_head": runner.split_head is not None,
+        "forward_points": runner.forwards,
         "gradient_mode": mode.mode,
         "gradient_mode_note": mode.note,
     }
-    results = []
-    for b, (r, off) in enumerate(zip(rows, offsets)):
-        t = len(r.targets)
-        seq = r.prompt + r.targets
-        results.append(
-            GenerationAttribution(
-                tokens=tuple(tokenizer.decode([i]) for i in seq),
-                token_ids=torch.tensor(seq),
-                n_prompt=len(r.prompt),
-                matrix=values[b, :t, off:-1].detach().cpu(),
-                step_scores={n: v[b, :t].detach().cpu() for n, v in step_scores.items()},
-                score_input=score_input[b, :t].detach().cpu(),
-                score_baseline=None if score_baseline is None else score_baseline[b, :t].detach().cpu(),
-                delta=None if delta is None else delta[b, :t].detach().cpu(),
-                steps=n_steps[b].repeat(t),
-                converged=converged[b, :t].clone(),
-                method=method,
-                score=score_name,
-                fixed_positions=tuple(range(r.fixed)),
-                params=params
-                if floor is None or at_floor is None
-                else {
-                    **params,
-                    "noise_floor": floor[b, :t].tolist(),
-                    "at_noise_floor": at_floor[b, :t].tolist(),
-                },
-                quadrature_error=None if qerr is None else qerr[b, :t].clone(),
-                source_groups=r.groups,
-            )
+    return Integrated(
+        values, step_scores, score_input, score_baseline, delta, n_steps, converged, qerr, floor, at_floor, params
+    )
+
+
+def make_result(
+    done: Integrated,
+    b: int,
+    request: Request,
+    tokenizer: Any,
+    seq: list[int],
+    n_prompt: int,
+    columns: Sequence[int],
+    fixed_positions: tuple[int, ...],
+    groups: dict[str, tuple[int, int]] | None,
+    n_encoder: int | None = None,
+) -> GenerationAttribution:
+    """Row ``b``'s result: ``seq`` is its tokens, ``columns`` the batch positions of ``seq[:-1]``."""
+    t = len(seq) - n_prompt
+    cols = torch.as_tensor(list(columns), dtype=torch.long, device=done.values.device)
+    params = done.params
+    if done.noise_floor is not None and done.at_noise_floor is not None:
+        params = {
+            **params,
+            "noise_floor": done.noise_floor[b, :t].tolist(),
+            "at_noise_floor": done.at_noise_floor[b, :t].tolist(),
+        }
+    result = GenerationAttribution(
+        tokens=tuple(tokenizer.decode([i]) for i in seq),
+        token_ids=torch.tensor(seq),
+        n_prompt=n_prompt,
+        matrix=done.values[b, :t][:, cols].detach().cpu(),
+        step_scores={n: v[b, :t].detach().cpu() for n, v in done.step_scores.items()},
+        score_input=done.score_input[b, :t].detach().cpu(),
+        score_baseline=None if done.score_baseline is None else done.score_baseline[b, :t].detach().cpu(),
+        delta=None if done.delta is None else done.delta[b, :t].detach().cpu(),
+        steps=done.steps[b].repeat(t),
+        converged=done.converged[b, :t].clone(),
+        method=request.method,
+        score=request.score_name,
+        fixed_positions=fixed_positions,
+        params=params,
+        quadrature_error=None if done.quadrature_error is None else done.quadrature_error[b, :t].clone(),
+        source_groups=groups,
+        n_encoder=n_encoder,
+    )
+    if not bool(result.converged.all()):
+        bad = [k for k, ok in enumerate(result.converged.tolist()) if not ok]
+        warnings.warn(
+            f"generation attribution: target tokens {bad} of prompt {b} did not reach tol={request.tol} within "
+            f"max_steps={request.max_steps}; see result.converged and result.relative_error",
+            ConvergenceWarning,
+            stacklevel=4,
         )
-        if not bool(results[-1].converged.all()):
-            bad = [k for k, ok in enumerate(results[-1].converged.tolist()) if not ok]
-            warnings.warn(
-                f"generation attribution: target tokens {bad} of prompt {b} did not reach tol={tol} within "
-                f"max_steps={max_steps}; see result.converged and result.relative_error",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-    return results
+    return result
 
 
 def bytes_per_point(scorer: Scorer, inputs: torch.Tensor) -> int:

@@ -7,6 +7,7 @@ interpolated sequence once and every target token takes its gradient from that p
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any, Mapping, Sequence, Union, overload
 
 import torch
@@ -18,6 +19,7 @@ from .batching import Row, contrast_logprobs
 from .forward_mode import check_gradient_mode
 from .result import GenerationAttribution
 from .runner import input_embedding_layer
+from .seq2seq import Seq2Seq, is_encoder_decoder
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
 
 METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient")
@@ -65,18 +67,20 @@ class GenerationExplainer:
         memory_budget: int | None = None,
     ) -> None:
         self.embedding = input_embedding_layer(model)
-        if bool(getattr(getattr(model, "config", None), "is_encoder_decoder", False)):
-            raise ModelError("model", "encoder-decoder models are not supported; pass a decoder-only causal LM")
         if tokenizer is None or not callable(tokenizer):
             raise InputError("tokenizer", "expected a Hugging Face tokenizer")
         self.model = model
         self.tokenizer = tokenizer
         self.baseline = baseline
         self.fixed = _check_fixed(fixed)
-        self.add_bos = tokenizer.bos_token_id is not None if add_bos is None else bool(add_bos)
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.window = context_window(model)
+        # Encoder-decoder models: source tokens as the tokenizer encodes them, positions checked per stack.
+        self.seq2seq = Seq2Seq(model, tokenizer, self.embedding, self.window) if is_encoder_decoder(model) else None
+        default_bos = tokenizer.bos_token_id is not None and self.seq2seq is None
+        self.add_bos = default_bos if add_bos is None else bool(add_bos)
+        self.window = None if self.seq2seq else self.window
 
     # ---- public entry points ------------------------------------------------------------------
     @overload
@@ -249,6 +253,8 @@ class GenerationExplainer:
 
     def _generate(self, ids: list[int], n: int) -> list[int]:
         """Greedy continuation, stopping after EOS (kept as a target)."""
+        if self.seq2seq is not None:
+            return self.seq2seq.generate(ids, n)
         seq = torch.tensor([ids], device=self._device())
         eos = self.tokenizer.eos_token_id
         out: list[int] = []
@@ -336,6 +342,8 @@ class GenerationExplainer:
                     f"{len(ids)} prompt tokens plus {len(forced) if forced else n_new} targets exceed "
                     f"the model's context window of {self.window} tokens",
                 )
+            if self.seq2seq is not None:
+                self.seq2seq.check(ids, len(forced) if forced else n_new)
             n_fixed = self._fixed_count(ids, fixed_spec)
             if n_fixed >= len(ids):
                 raise InputError(
@@ -360,11 +368,13 @@ class GenerationExplainer:
             memory_budget=self.memory_budget,
             gradient_mode=gradient_mode,
         )
-        contrast = (
-            None
-            if contrast_prompt is None
-            else contrast_logprobs(self.model, self._encode(contrast_prompt, add_special_tokens=True), rows, device)
-        )
+        contrast = None
+        if contrast_prompt is not None:
+            other = self._encode(contrast_prompt, add_special_tokens=True)
+            source = self.seq2seq.contrast_logprobs if self.seq2seq else partial(contrast_logprobs, self.model)
+            contrast = source(other, rows, device)
+        if self.seq2seq is not None:
+            return self.seq2seq.attribute(rows, request, contrast, self._embed, device)
         return attribute_rows(self.model, self.embedding, self.tokenizer, self._embed, rows, request, contrast, device)
 
     def _check_step(self, fn: StepFunction, contrasts: list[str | None], contrast_prompt: str | None) -> None:

@@ -26,6 +26,8 @@ class GenerationAttribution:
     over all tokens but the last; entries at ``j >= n_prompt + k`` are zero: later tokens cannot
     matter). ``delta`` is the completeness error ``score_input - score_baseline - matrix.sum(1)``
     (``None`` for methods without completeness); ``fixed_positions`` were not interpolated.
+    For encoder-decoder models ``n_encoder`` counts the leading encoder (source) tokens; the
+    decoder inputs follow (decoder start token, then the targets), so ``n_prompt = n_encoder + 1``.
     """
 
     tokens: tuple[str, ...]
@@ -44,6 +46,7 @@ class GenerationAttribution:
     params: dict[str, Any] = field(default_factory=dict)
     quadrature_error: torch.Tensor | None = None
     source_groups: dict[str, tuple[int, int]] | None = None
+    n_encoder: int | None = None
 
     @property
     def target_tokens(self) -> tuple[str, ...]:
@@ -95,6 +98,7 @@ class GenerationAttribution:
             "params": self.params,
             "step_scores": list(self.step_scores),
             "source_groups": self.source_groups,
+            "n_encoder": self.n_encoder,
         }
         path = Path(path)
         save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
@@ -130,6 +134,7 @@ class GenerationAttribution:
             delta=stored.get("delta"),
             steps=stored["steps"],
             quadrature_error=stored.get("quadrature_error"),
+            n_encoder=meta.get("n_encoder"),
         )
 
     # ---- views -------------------------------------------------------------------------------
