@@ -214,3 +214,61 @@ def test_unsupported_models_raise_model_errors(tok: Any) -> None:
     with pytest.raises(ModelError) as err:
         GenerationExplainer(bart, tok)
     assert "separate source and target embeddings" in str(err.value)
+
+
+@pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "input_x_gradient"])
+def test_agrees_with_inseq(s2s: Any, tok: Any, method: str) -> None:
+    inseq = pytest.importorskip("inseq")
+    # Inseq's defaults: the unk embedding as baseline everywhere but the decoder start token, probability as score.
+    ours = GenerationExplainer(s2s, tok, baseline="unk", fixed=0)(
+        PROMPT,
+        target=TARGET,
+        method=method,
+        score="probability",
+        steps=16 if method == "integrated_gradients" else None,
+    )
+    wrapped = inseq.load_model(s2s, method, tokenizer=tok)
+    kwargs = {"n_steps": 16} if method == "integrated_gradients" else {}
+    out = wrapped.attribute(
+        PROMPT, TARGET, attribute_target=True, show_progress=False, step_scores=["probability"], **kwargs
+    )
+    seq = out.sequence_attributions[0]
+    assert [t.token for t in seq.source] + [t.token for t in seq.target] == list(ours.tokens)
+
+    def reduce(raw: torch.Tensor) -> torch.Tensor:  # [tokens, targets, hidden], NaN where not a source
+        raw = raw.double()
+        return torch.nan_to_num(raw.norm(dim=-1) if method == "saliency" else raw.sum(dim=-1), nan=0.0).T
+
+    theirs = torch.cat([reduce(seq.source_attributions), reduce(seq.target_attributions)[:, :-1]], dim=1)
+    assert theirs.shape == ours.matrix.shape
+    assert _rel(ours.matrix, theirs) <= 1e-5
+    assert torch.allclose(ours.step_scores["probability"], seq.step_scores["probability"].double(), rtol=1e-6)
+
+
+def test_one_encoder_decoder_pass_per_point_for_all_targets(tok: Any) -> None:
+    model = tiny_bart(len(tok))
+    calls = {"encoder": 0, "decoder": 0}
+
+    def counter(name: str) -> Any:
+        def hook(*_: Any) -> None:
+            calls[name] += 1
+
+        return hook
+
+    handles = [
+        model.model.encoder.register_forward_pre_hook(counter("encoder")),
+        model.model.decoder.register_forward_pre_hook(counter("decoder")),
+    ]
+    try:
+        gx = GenerationExplainer(model, tok, batch_size=1)
+        counts = []
+        for steps in (6, 12):
+            calls.update(encoder=0, decoder=0)
+            res = gx(PROMPT, target=TARGET, steps=steps, gradient_mode="reverse")
+            assert calls["encoder"] == calls["decoder"]
+            counts.append(calls["decoder"])
+    finally:
+        for h in handles:
+            h.remove()
+    assert len(res.target_tokens) == 4
+    assert counts[1] - counts[0] == 6  # six more points, six more passes: not six per target
