@@ -41,8 +41,10 @@ def context_window(model: Any) -> int | None:
 class GenerationExplainer:
     """Attribute tokens generated (or forced) by a Hugging Face causal LM to the tokens before them.
 
+    Encoder-decoder models attribute each target to the source and the target prefix (``seq2seq.py``).
+
     Args:
-        model: a decoder-only ``transformers`` model (``get_input_embeddings()`` is required).
+        model: a ``transformers`` causal LM or encoder-decoder model (``get_input_embeddings()`` is required).
         tokenizer: its tokenizer.
         baseline: what replaces each interpolated position at alpha = 0: "mean" (default: the
             mean input embedding of the ordinary tokens; never a special token, which the model
@@ -51,7 +53,7 @@ class GenerationExplainer:
         fixed: leading positions kept at their real embedding along the path: "auto" (the
             leading BOS tokens: the attention sink) or a count.
         add_bos: prepend the tokenizer's BOS token when the encoded prompt lacks it (default: when
-            the tokenizer has one).
+            the tokenizer has one and the model is decoder-only).
         batch_size: integration points per forward pass; memory_budget: bytes per pass otherwise.
     """
 
