@@ -11,7 +11,7 @@ from integrand import InputError, ModelError
 from integrand.generation import GenerationAttribution, GenerationExplainer
 
 from .reference.generation_oracle import SPECIALS, word_tokenizer
-from .reference.seq2seq_oracle import EOS, seq2seq_attribution, tiny_bart, tiny_t5
+from .reference.seq2seq_oracle import EOS, seq2seq_attribution, tiny_bart, tiny_marian, tiny_t5
 
 PROMPT = "the capital of france is"
 TARGET = "paris and rome ."
@@ -30,9 +30,13 @@ def tok() -> Any:
     return word_tokenizer(add_bos=False)
 
 
-@pytest.fixture(scope="module", params=["t5", "bart"])
+@pytest.fixture(scope="module", params=["t5", "bart", "marian"])
 def s2s(request: Any, tok: Any) -> Any:
-    return (tiny_t5 if request.param == "t5" else tiny_bart)(len(tok))
+    return {"t5": tiny_t5, "bart": tiny_bart, "marian": tiny_marian}[request.param](len(tok))
+
+
+def _is_marian(model: Any) -> bool:
+    return type(model).__name__ == "MarianMTModel"
 
 
 def _mean(model: Any, tok: Any) -> torch.Tensor:
@@ -44,7 +48,12 @@ def _oracle(model: Any, res: GenerationAttribution, **kw: Any) -> tuple[torch.Te
     ids = res.token_ids.tolist()
     assert res.n_encoder is not None
     n = res.n_encoder
-    return seq2seq_attribution(model, ids[:n], ids[n], ids[res.n_prompt :], **kw)
+    # Marian scales source embeddings only on its input_ids path; the oracle passes inputs_embeds.
+    scale = float(model.model.encoder.embed_scale) if _is_marian(model) else 1.0
+    ref, scores = seq2seq_attribution(model, ids[:n], ids[n], ids[res.n_prompt :], source_scale=scale, **kw)
+    if kw.get("method") == "saliency":
+        ref[:, :n] *= scale  # saliency is taken at the embedding module's output, before Marian's scaling
+    return ref, scores
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "input_x_gradient"])
@@ -219,6 +228,10 @@ def test_unsupported_models_raise_model_errors(tok: Any) -> None:
 @pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "input_x_gradient"])
 def test_agrees_with_inseq(s2s: Any, tok: Any, method: str) -> None:
     inseq = pytest.importorskip("inseq")
+    if _is_marian(s2s):
+        # Inseq 0.7 passes scaled decoder_inputs_embeds, which Marian's decoder scales again: its step
+        # scores differ from the model's own (0.0172 vs 0.0097 for the second target), so nothing to agree with.
+        pytest.skip("Inseq 0.7 scales Marian's decoder embeddings twice")
     # Inseq's defaults: the unk embedding as baseline everywhere but the decoder start token, probability as score.
     ours = GenerationExplainer(s2s, tok, baseline="unk", fixed=0)(
         PROMPT,

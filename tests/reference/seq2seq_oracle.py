@@ -65,6 +65,34 @@ def tiny_bart(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> 
     return model
 
 
+def tiny_marian(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> Any:
+    from transformers import MarianConfig, MarianMTModel
+
+    torch.manual_seed(seed)
+    config = MarianConfig(
+        vocab_size=vocab,
+        decoder_vocab_size=vocab,
+        d_model=32,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_position_embeddings=64,
+        init_std=0.1,
+        scale_embedding=True,  # scaled outside the embedding module, on the source side only for input_ids
+        dropout=0.0,
+        pad_token_id=PAD,
+        eos_token_id=EOS,
+        decoder_start_token_id=PAD,
+        forced_eos_token_id=None,
+    )
+    model = MarianMTModel(config).to(dtype).eval()
+    model.generation_config.forced_eos_token_id = None
+    return model
+
+
 def seq2seq_attribution(
     model: Any,
     source: list[int],
@@ -75,12 +103,14 @@ def seq2seq_attribution(
     fixed: int,
     method: str = "integrated_gradients",
     steps: int = 16,
+    source_scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """[T, n_source + T] attribution of each target (to source tokens, then decoder inputs) and its score.
 
     ``score(logits [vocab], target_id) -> scalar``; IG uses the Gauss-Legendre rule. ``baseline`` is a
     vector ``[hidden]`` at every interpolated position; the first ``fixed`` source positions and the
-    decoder start token keep their real embedding.
+    decoder start token keep their real embedding. ``source_scale`` multiplies the source embeddings and
+    baseline before they are passed (Marian scales ``inputs_embeds`` in its decoder but not in its encoder).
     """
     emb = model.get_input_embeddings()
     n, n_t = len(source), len(targets)
@@ -88,12 +118,13 @@ def seq2seq_attribution(
     scores = torch.zeros(n_t, dtype=torch.float64)
     nodes, weights = np.polynomial.legendre.leggauss(steps)
     with torch.no_grad():
-        x_src = emb(torch.tensor([source]))[0]
+        x_src = emb(torch.tensor([source]))[0] * source_scale
     for k in range(n_t):
         with torch.no_grad():
             x_dec = emb(torch.tensor([[start, *targets[:k]]]))[0]
         x = torch.cat([x_src, x_dec])
         b = baseline.to(x).expand_as(x).clone()
+        b[:n] *= source_scale
         b[:fixed] = x[:fixed]
         b[n] = x[n]
 
