@@ -143,8 +143,10 @@ class Seq2Seq:
 
     def generate(self, ids: list[int], n: int) -> list[int]:
         """Greedy ``model.generate`` continuation (its logits processors included), cut after EOS."""
-        device = self.layers[0].weight.device if isinstance(self.layers[0].weight, torch.Tensor) else None
-        source = torch.tensor([ids], device=device)
+        weight = getattr(self.layers[0], "weight", None)
+        source = torch.tensor([ids], device=weight.device if isinstance(weight, torch.Tensor) else None)
+        if not callable(getattr(self.model, "generate", None)):
+            raise ModelError("model", "the model has no generate(); pass target= to attribute a forced target")
         with torch.no_grad():
             out = self.model.generate(
                 input_ids=source,
