@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence, Union
 
 import torch
 
+from ..errors import InputError
 from .runner import Batch
+
+Prompts = Union[str, Sequence[str]]
 
 
 @dataclass(frozen=True)
@@ -67,3 +70,37 @@ def contrast_logprobs(model: Any, ids: list[int], rows: list[Row], device: torch
             logp = logits.log_softmax(dim=-1)
             out.append(torch.cat([logp, logp.new_zeros(n_t - len(r.targets), logp.shape[1])]))
     return torch.stack(out)
+
+
+def context_window(model: Any) -> int | None:
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_fixed(fixed: int | str) -> int | str:
+    if fixed == "auto":
+        return fixed
+    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
+        raise InputError("fixed", f"expected 'auto' or an integer >= 0, got {fixed!r}")
+    return fixed
+
+
+def as_list(value: Prompts, argument: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
+        return list(value)
+    raise InputError(argument, f"expected a string or a non-empty list of strings, got {value!r}")
+
+
+def per_prompt(value: Prompts | None, n: int, argument: str) -> list[str | None]:
+    if value is None:
+        return [None] * n
+    values = as_list(value, argument)
+    if len(values) != n:
+        raise InputError(argument, f"expected one {argument} per prompt ({n}), got {len(values)}")
+    return list(values)

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Any, Mapping, Sequence, Union, overload
+from typing import Any, Mapping, Sequence, overload
 
 import torch
 
 from ..errors import InputError, ModelError
 from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
-from .batching import Row, contrast_logprobs
+from .batching import Prompts, Row, as_list, check_fixed, context_window, contrast_logprobs, per_prompt
 from .forward_mode import check_gradient_mode
 from .result import GenerationAttribution
 from .runner import input_embedding_layer
@@ -26,16 +26,6 @@ METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradien
 DEFAULT_TOL = 1e-2
 DEFAULT_MAX_STEPS = 1025
 DEFAULT_NEW_TOKENS = 8
-Prompts = Union[str, Sequence[str]]
-
-
-def context_window(model: Any) -> int | None:
-    config = getattr(model, "config", None)
-    for name in ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 class GenerationExplainer:
@@ -74,7 +64,7 @@ class GenerationExplainer:
         self.model = model
         self.tokenizer = tokenizer
         self.baseline = baseline
-        self.fixed = _check_fixed(fixed)
+        self.fixed = check_fixed(fixed)
         self.batch_size = batch_size
         self.memory_budget = memory_budget
         self.window = context_window(model)
@@ -122,9 +112,9 @@ class GenerationExplainer:
         ``baseline``, ``fixed``, ``gradient_mode`` ("auto", "reverse", "forward"; see docs/generation.md).
         """
         single = isinstance(prompt, str)
-        prompts = _as_list(prompt, "prompt")
-        targets = _per_prompt(target, len(prompts), "target")
-        contrasts = _per_prompt(contrast, len(prompts), "contrast")
+        prompts = as_list(prompt, "prompt")
+        targets = per_prompt(target, len(prompts), "target")
+        contrasts = per_prompt(contrast, len(prompts), "contrast")
         for p in prompts:
             if not p.strip():
                 raise InputError("prompt", "the prompt is empty")
@@ -314,7 +304,7 @@ class GenerationExplainer:
         if steps is None and tol is None:
             tol = DEFAULT_TOL
         rule_obj = make_rule(rule, steps) if steps is not None else None
-        fixed_spec = self.fixed if fixed is None else _check_fixed(fixed)
+        fixed_spec = self.fixed if fixed is None else check_fixed(fixed)
         baseline_spec = self.baseline if baseline is None else baseline
         score_name, score_fn = resolve_step(
             score
@@ -384,28 +374,3 @@ class GenerationExplainer:
             raise InputError("contrast", "a contrastive step function needs contrast= for every prompt")
         if needs_contrast_prompt(fn) and contrast_prompt is None:
             raise InputError("contrast_prompt", "'kl_divergence' needs contrast_prompt=")
-
-
-def _check_fixed(fixed: int | str) -> int | str:
-    if fixed == "auto":
-        return fixed
-    if isinstance(fixed, bool) or not isinstance(fixed, int) or fixed < 0:
-        raise InputError("fixed", f"expected 'auto' or an integer >= 0, got {fixed!r}")
-    return fixed
-
-
-def _as_list(value: Prompts, argument: str) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
-        return list(value)
-    raise InputError(argument, f"expected a string or a non-empty list of strings, got {value!r}")
-
-
-def _per_prompt(value: Prompts | None, n: int, argument: str) -> list[str | None]:
-    if value is None:
-        return [None] * n
-    values = _as_list(value, argument)
-    if len(values) != n:
-        raise InputError(argument, f"expected one {argument} per prompt ({n}), got {len(values)}")
-    return list(values)
