@@ -285,3 +285,19 @@ def test_one_encoder_decoder_pass_per_point_for_all_targets(tok: Any) -> None:
             h.remove()
     assert len(res.target_tokens) == 4
     assert counts[1] - counts[0] == 6  # six more points, six more passes: not six per target
+
+
+def test_cli_generate_loads_a_local_encoder_decoder(tok: Any, tmp_path: Any, capsys: Any) -> None:
+    from integrand.cli import main
+
+    model = tiny_bart(len(tok))
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    saved = tmp_path / "out.safetensors"
+    argv = ["generate", PROMPT, "--model", str(tmp_path / "m"), "--target", TARGET, "--steps", "16"]
+    assert main([*argv, "--save", str(saved)]) == 0
+    assert "'paris'" in capsys.readouterr().out
+    loaded = GenerationAttribution.load(saved)
+    direct = GenerationExplainer(model, tok)(PROMPT, target=TARGET, steps=16)
+    assert loaded.n_encoder == direct.n_encoder and loaded.n_encoder is not None
+    assert torch.allclose(loaded.matrix.double(), direct.matrix.double(), rtol=1e-4, atol=1e-6)

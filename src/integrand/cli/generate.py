@@ -34,12 +34,14 @@ def run(args: argparse.Namespace) -> int:
         model, tokenizer = load_smollm2()
     else:
         try:
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
         except ImportError as exc:
             from ..errors import MissingExtraError
 
             raise MissingExtraError("transformers", "text") from exc
-        model = AutoModelForCausalLM.from_pretrained(args.model)
+        config = AutoConfig.from_pretrained(args.model)
+        loader = AutoModelForSeq2SeqLM if bool(getattr(config, "is_encoder_decoder", False)) else AutoModelForCausalLM
+        model = loader.from_pretrained(args.model)
         model.eval()
         tokenizer = AutoTokenizer.from_pretrained(args.model)
     result = GenerationExplainer(model, tokenizer)(
