@@ -77,6 +77,33 @@ def test_equals_per_target_oracle(s2s: Any, tok: Any, method: str, state_guard: 
         assert bool((res.matrix[:, n_src] == 0).all())
 
 
+def test_head_per_target_keeps_a_constant_logit_offset_and_refuses_others(tok: Any) -> None:
+    model = tiny_bart(len(tok))
+    with torch.no_grad():
+        model.final_logits_bias.normal_()  # BART adds it after the head: a constant offset per vocab entry
+    res = GenerationExplainer(model, tok)(PROMPT, target=TARGET, steps=8)
+    assert res.params["split_head"] is True
+    ref, scores = _oracle(model, res, score=_log_prob, baseline=_mean(model, tok), fixed=0, steps=8)
+    assert _rel(res.matrix, ref) <= 1e-5
+    assert torch.allclose(res.score_input, scores, rtol=1e-9, atol=1e-12)
+    # Logits that are not head(hidden) + constant (here: soft-capped) take the whole-model path.
+    original = type(model).forward
+
+    def capped(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)
+        out.logits = 5.0 * torch.tanh(out.logits / 5.0)
+        return out
+
+    model.forward = capped.__get__(model)  # type: ignore[method-assign]
+    try:
+        capped_res = GenerationExplainer(model, tok)(PROMPT, target=TARGET, steps=8)
+        capped_ref, _ = _oracle(model, capped_res, score=_log_prob, baseline=_mean(model, tok), fixed=0, steps=8)
+    finally:
+        del model.forward
+    assert capped_res.params["split_head"] is False
+    assert _rel(capped_res.matrix, capped_ref) <= 1e-5
+
+
 def test_fixed_source_bos_and_token_baseline(tok: Any) -> None:
     # A BOS at the source start stays fixed like a causal LM's sink; token-id baselines go through the
     # model's (scaled) embedding.

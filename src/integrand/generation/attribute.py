@@ -163,7 +163,7 @@ def integrate_batch(
         "atol": atol,
         "baseline": request.baseline,
         "baseline_token_id": request.baseline_id,
-        "split_head": runner.split_head is not None,
+        "split_head": runner.split_head is not None or getattr(runner, "head", None) is not None,
         "forward_points": runner.forwards,
         "gradient_mode": mode.mode,
         "gradient_mode_note": mode.note,

@@ -90,19 +90,61 @@ def embedding_queue(layers: Sequence[torch.nn.Module]) -> Iterator[list[torch.Te
 
 
 class Seq2SeqRunner(Runner):
-    """Encoder + decoder on embeddings ``[points, n_source + T, H]``; logits of every decoder position."""
+    """Encoder + decoder on embeddings ``[points, n_source + T, H]``; logits of every decoder position.
+
+    With ``use_head_per_target`` (when the model's logits are its output-embedding layer applied to
+    the decoder's hidden states plus a constant, e.g. BART's ``final_logits_bias``; checked on the
+    real input), each target's logits come from the head applied to its own position: target ``k``'s
+    backward pass then never runs through the other positions' vocabulary projections.
+    """
 
     def __init__(self, model: Any, queue: list[torch.Tensor], n_source: int) -> None:
         super().__init__(model, [None])
         self.queue = queue
         self.n_source = n_source
+        self.head: torch.nn.Module | None = None
+        self.offset: torch.Tensor | None = None  # [vocab]
+
+    def use_head_per_target(self, batch: Batch, embeds: torch.Tensor) -> bool:
+        getter = getattr(self.model, "get_output_embeddings", None)
+        head = getter() if callable(getter) else None
+        if not isinstance(head, torch.nn.Module):
+            return False
+        with torch.no_grad():
+            logits, hidden = self._run(batch, torch.arange(batch.ids.shape[0]), embeds, head)
+            if hidden is None or hidden.shape[:2] != logits.shape[:2]:
+                return False
+            offset = logits - head(hidden)
+            constant = offset[:1, :1].expand_as(offset)
+            if not torch.allclose(offset, constant, rtol=1e-5, atol=1e-5 * float(logits.abs().max()) + 1e-6):
+                return False
+        self.head, self.offset = head, constant[0, 0].clone()
+        return True
 
     def logits(self, batch: Batch, rows: torch.Tensor, embeds: torch.Tensor) -> list[torch.Tensor]:
         self.forwards += int(rows.shape[0])
-        return self._full(batch, rows, embeds)
+        if self.head is None or self.offset is None:
+            return self._full(batch, rows, embeds)
+        _, hidden = self._run(batch, rows, embeds, self.head)
+        assert hidden is not None
+        return [self.head(hidden[:, k]) + self.offset for k in range(hidden.shape[1])]
 
     def _full(self, batch: Batch, rows: torch.Tensor, embeds: torch.Tensor) -> list[torch.Tensor]:
+        logits, _ = self._run(batch, rows, embeds, None)
+        return list(logits.unbind(dim=1))
+
+    def _run(
+        self, batch: Batch, rows: torch.Tensor, embeds: torch.Tensor, capture: torch.nn.Module | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Logits [points, T, vocab] and, with ``capture``, what that module received (the decoder states)."""
         n = self.n_source
+        seen: list[torch.Tensor] = []
+
+        def record(_module: torch.nn.Module, args: Any) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                seen.append(args[0])
+
+        handle = capture.register_forward_pre_hook(record) if capture is not None else None
         self.queue[:] = [embeds[:, :n], embeds[:, n:]]
         try:
             out = self.model(
@@ -115,13 +157,15 @@ class Seq2SeqRunner(Runner):
             unserved = len(self.queue)
         finally:
             self.queue.clear()
+            if handle is not None:
+                handle.remove()
         if unserved:
             raise ModelError("model", "the encoder and decoder did not each call their embedding layer once")
         logits = out.logits if hasattr(out, "logits") else out[0]
         n_targets = batch.target_ids.shape[1]
         if logits.dim() != 3 or logits.shape[1] != n_targets:
             raise ModelError("model", f"expected logits [points, {n_targets}, vocab], got {tuple(logits.shape)}")
-        return list(logits.unbind(dim=1))
+        return logits, seen[-1] if len(seen) == 1 else None
 
 
 class Seq2Seq:
@@ -226,6 +270,7 @@ class Seq2Seq:
         baselines = torch.where(keep[..., None], inputs, baselines)
         with embedding_queue(self.layers) as queue:
             runner = Seq2SeqRunner(self.model, queue, n_source)
+            runner.use_head_per_target(batch, inputs)
             done = integrate_batch(runner, batch, inputs, baselines, request, contrast_ids, contrast_logprobs)
         results = []
         for b, r in enumerate(rows):
