@@ -114,3 +114,19 @@ def test_paths_with_jumps_meet_the_tolerance(tol: float) -> None:
     exact = gx(PROMPT, target=TARGET, steps=16384, rule="middle")
     assert bool(res.converged.all())
     assert bool((_true_error(res, exact) <= tol).all()), (_true_error(res, exact), res.quadrature_error)
+
+
+def test_bisection_learns_the_order_of_smooth_paths(lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Observed order > 1 on smooth paths: fewer points than assuming first order, and still within ``tol``."""
+    from integrand.generation import integrate as integrate_module
+
+    model, tok = lm
+    gx = GenerationExplainer(model, tok)
+    exact = gx(PROMPT, target=TARGET, steps=128)
+    monkeypatch.setattr(spectral_module, "SHRINK", 0.0)  # straight to bisection
+    learned = gx(PROMPT, target=TARGET, tol=1e-5, max_steps=4097)
+    monkeypatch.setattr(integrate_module, "MAX_ORDER", 1.0)
+    first_order = gx(PROMPT, target=TARGET, tol=1e-5, max_steps=4097)
+    assert bool(learned.converged.all()) and bool(first_order.converged.all())
+    assert int(learned.steps[0]) < int(first_order.steps[0])
+    assert bool((_true_error(learned, exact) <= 1e-5).all())

@@ -133,20 +133,36 @@ floor set too low only costs steps, never a wrong claim of convergence.
 """
 
 
+MAX_ORDER = 4.0
+"""Simpson's order on smooth integrands; the order an interval's error estimate may assume."""
+
+
 @dataclass
 class _Interval:
-    """Simpson pair on [a, b] for all targets of one row: values [5, T, L], scores [5, T]."""
+    """Simpson pair on [a, b] for all targets of one row: values [5, T, L], scores [5, T].
+
+    ``raw = |fine - coarse|`` estimates the fine rule's error times ``2^p - 1`` for a rule converging
+    at order ``p``: 1 across a jump of the integrand (ReLU gradients), 2 across a kink, 4 where it is
+    smooth. ``order`` [T] is observed, not assumed: after a split, the children's summed ``raw``
+    against the parent's is ``2^-p``; it may rise by at most 1 per generation (an estimate must be
+    confirmed over successive splits before it is trusted), and the whole path starts at 1.
+    """
 
     a: float
     b: float
     values: torch.Tensor
     scores: torch.Tensor
+    order: torch.Tensor | None = None  # [T]
 
     def __post_init__(self) -> None:
         h = self.b - self.a
         coarse = h * torch.einsum("n,ntl->tl", self.values.new_tensor(_COARSE), self.values)
         self.fine = h * torch.einsum("n,ntl->tl", self.values.new_tensor(_FINE), self.values)
-        self.error = (self.fine - coarse).abs()  # [T, L]
+        self.raw = (self.fine - coarse).abs()  # [T, L]
+        if self.order is None:
+            self.order = torch.ones(self.raw.shape[0], dtype=torch.float64, device=self.raw.device)
+        factor = (2.0**self.order - 1.0).to(self.raw.dtype)
+        self.error = self.raw / factor[:, None]  # [T, L]
         # Integral of |contribution| over the interval, summed over positions: the size of what is summed.
         self.magnitude = h * torch.einsum("n,ntl->t", self.values.new_tensor(_FINE), self.values.abs())
         self.residual = (self.scores[-1] - self.scores[0] - self.fine.sum(dim=1)).abs()  # [T]
@@ -169,7 +185,15 @@ class _Interval:
         right = _Interval(
             mid, self.b, torch.stack([x[2], v[2], x[3], v[3], x[4]]), torch.stack([y[2], s[2], y[3], s[3], y[4]])
         )
-        return [left, right]
+        assert self.order is not None
+        parent = self.raw.sum(dim=1).double()
+        ratio = (left.raw.sum(dim=1).double() + right.raw.sum(dim=1).double()) / parent.clamp_min(1e-300)
+        observed = -torch.log2(ratio.clamp_min(2.0**-MAX_ORDER))
+        order = torch.minimum(observed, self.order + 1.0).clamp(1.0, MAX_ORDER)
+        return [
+            _Interval(left.a, left.b, left.values, left.scores, order),
+            _Interval(right.a, right.b, right.values, right.scores, order),
+        ]
 
 
 @dataclass(frozen=True)
