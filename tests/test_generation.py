@@ -13,7 +13,7 @@ from integrand.generation import GenerationAttribution, GenerationExplainer, Ste
 from integrand.generation import integrate as integrate_module
 from integrand.generation import runner as runner_module
 
-from .reference.generation_oracle import SPECIALS, prefix_attribution, tiny_gpt2, tiny_llama, word_tokenizer
+from .reference.generation_oracle import SPECIALS, prefix_attribution, tiny_gpt2, tiny_lm, word_tokenizer
 
 PROMPT = "the capital of france is"
 
@@ -24,11 +24,7 @@ def _log_prob(logits: torch.Tensor, target: int) -> torch.Tensor:
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def lm(request: Any) -> tuple[Any, Any]:
-    if request.param == "gpt2":
-        tok = word_tokenizer(add_bos=False)
-        return tiny_gpt2(len(tok)), tok
-    tok = word_tokenizer(add_bos=True)
-    return tiny_llama(len(tok)), tok
+    return tiny_lm(request.param)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -12,7 +12,12 @@ from integrand import InputError, ModelError
 from integrand.generation import GenerationExplainer
 from integrand.generation import runner as runner_module
 
-from .reference.generation_oracle import SPECIALS, WORDS, prefix_attribution, tiny_gpt2, tiny_llama, word_tokenizer
+from .reference.generation_oracle import (
+    SPECIALS,
+    WORDS,
+    prefix_attribution,
+    tiny_lm,
+)
 
 PROMPTS = ["the capital of france is", "paris", "a big red dog sat on the mat and"]
 TARGETS = ["paris city", "is the capital of france", "the cat"]
@@ -20,11 +25,7 @@ TARGETS = ["paris city", "is the capital of france", "the cat"]
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def lm(request: Any) -> tuple[Any, Any]:
-    if request.param == "gpt2":
-        tok = word_tokenizer(add_bos=False)
-        return tiny_gpt2(len(tok)), tok
-    tok = word_tokenizer(add_bos=True)
-    return tiny_llama(len(tok)), tok
+    return tiny_lm(request.param)
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:

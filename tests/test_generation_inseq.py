@@ -9,7 +9,7 @@ import torch
 
 from integrand.generation import GenerationExplainer
 
-from .reference.generation_oracle import tiny_gpt2, tiny_llama, word_tokenizer
+from .reference.generation_oracle import tiny_lm
 
 inseq = pytest.importorskip("inseq")
 
@@ -18,11 +18,7 @@ PROMPT = "the capital of france is"
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def lm(request: Any) -> tuple[Any, Any]:
-    if request.param == "gpt2":
-        tok = word_tokenizer(add_bos=False)
-        return tiny_gpt2(len(tok)), tok
-    tok = word_tokenizer(add_bos=True)
-    return tiny_llama(len(tok)), tok
+    return tiny_lm(request.param)
 
 
 @pytest.mark.parametrize("method", ["integrated_gradients", "saliency", "input_x_gradient"])

@@ -12,7 +12,7 @@ from integrand import ConvergenceWarning
 from integrand.generation import GenerationExplainer
 from integrand.generation import spectral as spectral_module
 
-from .reference.generation_oracle import tiny_gpt2, tiny_llama, word_tokenizer
+from .reference.generation_oracle import tiny_gpt2, tiny_lm, word_tokenizer
 
 PROMPT = "the capital of france is"
 TARGET = "paris city of the"
@@ -20,11 +20,7 @@ TARGET = "paris city of the"
 
 @pytest.fixture(scope="module", params=["gpt2", "llama"])
 def lm(request: Any) -> tuple[Any, Any]:
-    if request.param == "gpt2":
-        tok = word_tokenizer(add_bos=False)
-        return tiny_gpt2(len(tok)), tok
-    tok = word_tokenizer(add_bos=True)
-    return tiny_llama(len(tok)), tok
+    return tiny_lm(request.param)
 
 
 def _true_error(res: Any, exact: Any) -> torch.Tensor:

@@ -181,3 +181,12 @@ def prefix_attribution(
                 _, g = grad_at(b + float(a) * (x - b))
                 out[k, : n_prompt + k] += float(w) * (g * (x - b)).sum(dim=-1).double()
     return out, scores
+
+
+def tiny_lm(kind: str) -> tuple[Any, Any]:
+    """The tiny float64 test LMs with their tokenizers: "gpt2" (no BOS) or "llama" (BOS, like Llama's)."""
+    if kind == "gpt2":
+        tok = word_tokenizer(add_bos=False)
+        return tiny_gpt2(len(tok)), tok
+    tok = word_tokenizer(add_bos=True)
+    return tiny_llama(len(tok)), tok
