@@ -37,29 +37,31 @@ def tiny_t5(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> An
     return model
 
 
+_BART_FAMILY: dict[str, Any] = {
+    "d_model": 32,
+    "encoder_layers": 2,
+    "decoder_layers": 2,
+    "encoder_attention_heads": 4,
+    "decoder_attention_heads": 4,
+    "encoder_ffn_dim": 64,
+    "decoder_ffn_dim": 64,
+    "max_position_embeddings": 64,
+    "init_std": 0.1,
+    "scale_embedding": True,
+    "dropout": 0.0,
+    "pad_token_id": PAD,
+    "eos_token_id": EOS,
+    "forced_eos_token_id": None,
+}
+"""Configuration shared by the tiny BART and Marian models (Marian is BART-shaped)."""
+
+
 def tiny_bart(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0) -> Any:
     from transformers import BartConfig, BartForConditionalGeneration
 
     torch.manual_seed(seed)
-    config = BartConfig(
-        vocab_size=vocab,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=64,
-        init_std=0.1,
-        scale_embedding=True,  # the embedding module scales its output: the override must keep that
-        dropout=0.0,
-        pad_token_id=PAD,
-        bos_token_id=BOS,
-        eos_token_id=EOS,
-        decoder_start_token_id=EOS,
-        forced_eos_token_id=None,
-    )
+    # scale_embedding: BART's embedding module scales its own output; the override must keep that.
+    config = BartConfig(vocab_size=vocab, **_BART_FAMILY, bos_token_id=BOS, decoder_start_token_id=EOS)
     model = BartForConditionalGeneration(config).to(dtype).eval()
     model.generation_config.forced_eos_token_id = None
     return model
@@ -69,25 +71,8 @@ def tiny_marian(vocab: int, dtype: torch.dtype = torch.float64, seed: int = 0) -
     from transformers import MarianConfig, MarianMTModel
 
     torch.manual_seed(seed)
-    config = MarianConfig(
-        vocab_size=vocab,
-        decoder_vocab_size=vocab,
-        d_model=32,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=64,
-        decoder_ffn_dim=64,
-        max_position_embeddings=64,
-        init_std=0.1,
-        scale_embedding=True,  # scaled outside the embedding module, on the source side only for input_ids
-        dropout=0.0,
-        pad_token_id=PAD,
-        eos_token_id=EOS,
-        decoder_start_token_id=PAD,
-        forced_eos_token_id=None,
-    )
+    # scale_embedding: Marian scales outside the embedding module, on the source side only for input_ids.
+    config = MarianConfig(vocab_size=vocab, decoder_vocab_size=vocab, **_BART_FAMILY, decoder_start_token_id=PAD)
     model = MarianMTModel(config).to(dtype).eval()
     model.generation_config.forced_eos_token_id = None
     return model
