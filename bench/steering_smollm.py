@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 
-from integrand.generation.smollm import cache_dir, load_smollm2
+from integrand.cache import cache_dir
+from integrand.generation.smollm import load_smollm2
 from integrand.steering import (
     SteeringVector,
     fit,

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from integrand.circuits.ioi import IOIConfig, accuracy, default_cache_dir, ioi_pairs, load_or_train
+from integrand.cache import cache_dir
+from integrand.circuits.ioi import IOIConfig, accuracy, ioi_pairs, load_or_train
 
 
 def main() -> None:
@@ -26,7 +27,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     config = IOIConfig(n_layer=args.layers, steps=args.steps)
-    cache = args.cache or default_cache_dir()
+    cache = args.cache or cache_dir()
     path = cache / f"ioi-gpt2-{config.key()}.safetensors"
     if args.retrain and path.exists():
         path.unlink()

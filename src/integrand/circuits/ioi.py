@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 import torch
 
+from ..cache import cache_dir as default_cache_dir
 from ..errors import InputError, MissingExtraError
 
 NAMES: tuple[str, ...] = (
@@ -156,18 +156,6 @@ def train_ioi(config: IOIConfig = IOIConfig()) -> tuple[torch.nn.Module, float]:
     for p in model.parameters():
         p.grad = None
     return model, accuracy(model, ioi_pairs(512, seed=config.seed + 1))
-
-
-def default_cache_dir() -> Path:
-    """``$INTEGRAND_CACHE_DIR``, else the platform's user cache dir for integrand."""
-    env = os.environ.get("INTEGRAND_CACHE_DIR")
-    if env:
-        return Path(env)
-    try:
-        from platformdirs import user_cache_dir
-    except ImportError:
-        return Path.home() / ".cache" / "integrand"
-    return Path(user_cache_dir("integrand"))
 
 
 def load_or_train(cache_dir: str | Path | None = None, config: IOIConfig = IOIConfig()) -> torch.nn.Module:

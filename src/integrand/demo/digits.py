@@ -6,11 +6,11 @@ import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..cache import cache_dir
 from ..errors import MissingExtraError
 
 
@@ -23,18 +23,6 @@ class DigitsConfig:
     epochs: int = 15
     seed: int = 0
     lr: float = 3e-3
-
-
-def cache_dir() -> Path:
-    """The user cache folder of integrand (``INTEGRAND_CACHE`` overrides it)."""
-    env = os.environ.get("INTEGRAND_CACHE")
-    if env:
-        return Path(env)
-    try:
-        import platformdirs
-    except ImportError:
-        return Path.home() / ".cache" / "integrand"
-    return Path(platformdirs.user_cache_dir("integrand"))
 
 
 def build_cnn(config: DigitsConfig) -> nn.Sequential:

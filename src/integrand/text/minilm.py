@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..cache import cache_dir as default_cache_dir
 from ..errors import MissingExtraError
 from .toxicity import MissingModelError
 
@@ -151,14 +152,6 @@ def _embed_words(model: MiniLMSentiment, tokenizer: Any, words: list[str], batch
     return out
 
 
-def _cache_dir() -> Path:
-    try:
-        import platformdirs
-    except ImportError:
-        raise MissingExtraError("platformdirs", "text") from None
-    return Path(platformdirs.user_cache_dir("integrand")) / "minilm-sentiment"
-
-
 def load_minilm_sentiment(cache_dir: str | Path | None = None) -> tuple[MiniLMSentiment, Any, HeadReport]:
     """Encoder, tokenizer and head (fitted and cached on first use), model in eval mode."""
     try:
@@ -170,7 +163,7 @@ def load_minilm_sentiment(cache_dir: str | Path | None = None) -> tuple[MiniLMSe
     path = encoder_dir()
     tokenizer = AutoTokenizer.from_pretrained(str(path))
     encoder = AutoModel.from_pretrained(str(path)).eval()
-    folder = Path(cache_dir) if cache_dir is not None else _cache_dir()
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "minilm-sentiment"
     lexicon = lexicon_path()
     file = folder / f"head-{_cache_key(path, lexicon)}.safetensors"
     head = nn.Linear(encoder.config.hidden_size, 2)
