@@ -34,7 +34,7 @@ import torch
 
 from .bisection import POINTS_PER_SPLIT, Intervals
 from .engine import Engine
-from .quadrature import clenshaw_curtis
+from .quadrature import clenshaw_curtis_level, interleave_level
 
 
 @dataclass(frozen=True)
@@ -79,11 +79,6 @@ class _Spectral:
     error: torch.Tensor | None = None
 
 
-def _cc_rule(level: int, like: torch.Tensor) -> tuple[list[float], torch.Tensor]:
-    nodes, weights, _ = clenshaw_curtis(level + 1)
-    return nodes.tolist(), torch.tensor(weights, dtype=torch.float64).to(like)
-
-
 def _spectral_phase(
     engine: Engine,
     baselines: dict[str, torch.Tensor],
@@ -95,7 +90,7 @@ def _spectral_phase(
 ) -> tuple[list[_Spectral], list[bool]]:
     batch = diff.shape[0]
     first = SPECTRAL_LEVELS[0]
-    nodes, _ = _cc_rule(first, diff)
+    nodes, _ = clenshaw_curtis_level(first, diff)
     values, scores = _evaluate(engine, baselines, diff, [b for b in range(batch) for _ in nodes], nodes * batch)
     n = len(nodes)
     states = [_Spectral(values[n * b : n * b + n], scores[n * b : n * b + n]) for b in range(batch)]
@@ -105,20 +100,18 @@ def _spectral_phase(
         active = [b for b in active if level + 1 <= max_steps]
         if not active:
             break
-        fine_nodes, weights = _cc_rule(level, diff)
+        fine_nodes, weights = clenshaw_curtis_level(level, diff)
         new_nodes = fine_nodes[1::2]  # the odd nodes are new; the even ones are the previous level's
         new_values, new_scores = _evaluate(
             engine, baselines, diff, [b for b in active for _ in new_nodes], new_nodes * len(active)
         )
-        _, coarse_weights = _cc_rule(previous, diff)
+        _, coarse_weights = clenshaw_curtis_level(previous, diff)
         still: list[int] = []
         for j, b in enumerate(active):
             st = states[b]
             rows = slice(j * len(new_nodes), (j + 1) * len(new_nodes))
-            merged = torch.empty((level + 1, diff.shape[1]), dtype=diff.dtype, device=diff.device)
-            merged[0::2], merged[1::2] = st.values, new_values[rows]
-            merged_scores = torch.empty(level + 1, dtype=st.scores.dtype, device=st.scores.device)
-            merged_scores[0::2], merged_scores[1::2] = st.scores, new_scores[rows]
+            merged = interleave_level(st.values, new_values[rows])
+            merged_scores = interleave_level(st.scores, new_scores[rows])
             estimate = weights @ merged
             error = estimate - coarse_weights @ st.values
             shrank = st.error is None or float(error.abs().max()) <= SPECTRAL_RATE * float(st.error.abs().max())

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from .errors import InputError
 
@@ -107,3 +108,18 @@ def simpson_nodes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The five nodes a, a+h/4, a+h/2, a+3h/4, b of a Simpson pair on [a, b] (one row per interval)."""
     h = b - a
     return np.stack([a, a + h / 4, a + h / 2, a + 3 * h / 4, b], axis=-1)
+
+
+def clenshaw_curtis_level(level: int, like: torch.Tensor) -> tuple[list[float], torch.Tensor]:
+    """Nodes and weights (dtype and device of ``like``) of the nested Clenshaw-Curtis rule with ``level + 1`` nodes."""
+    nodes, weights, _ = clenshaw_curtis(level + 1)
+    return nodes.tolist(), torch.tensor(weights, dtype=torch.float64).to(like)
+
+
+def interleave_level(previous: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+    """Evaluations at the next nested level: ``previous`` at the even nodes, ``new`` at the odd ones (first axis)."""
+    out = torch.empty(
+        (previous.shape[0] + new.shape[0], *previous.shape[1:]), dtype=previous.dtype, device=previous.device
+    )
+    out[0::2], out[1::2] = previous, new
+    return out

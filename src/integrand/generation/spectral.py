@@ -18,7 +18,7 @@ from typing import Callable
 
 import torch
 
-from ..quadrature import clenshaw_curtis
+from ..quadrature import clenshaw_curtis_level, interleave_level
 
 LEVELS = (2, 4, 8, 16, 32)
 SHRINK = 0.5
@@ -52,11 +52,6 @@ class SpectralRow:
         return v[0], v[mid], v[-1], s[0], s[mid], s[-1]
 
 
-def _weights(level: int, like: torch.Tensor) -> tuple[list[float], torch.Tensor]:
-    nodes, weights, _ = clenshaw_curtis(level + 1)
-    return nodes.tolist(), torch.tensor(weights, dtype=torch.float64).to(like)
-
-
 def spectral_phase(
     evaluate: Evaluate,
     n_rows: int,
@@ -71,7 +66,7 @@ def spectral_phase(
     [n, T], magnitude [T])`` returns the rounding-noise floor [T] that also counts as converged.
     """
     first = LEVELS[0]
-    nodes, _ = _weights(first, total)
+    nodes, _ = clenshaw_curtis_level(first, total)
     v, s = evaluate([b for b in range(n_rows) for _ in nodes], nodes * n_rows)
     n = len(nodes)
     states = [SpectralRow(list(nodes), v[n * b : n * b + n], s[n * b : n * b + n]) for b in range(n_rows)]
@@ -80,18 +75,16 @@ def spectral_phase(
         active = [b for b in active if level + 1 <= max_steps]
         if not active:
             break
-        fine_nodes, weights = _weights(level, total)
+        fine_nodes, weights = clenshaw_curtis_level(level, total)
         new_nodes = fine_nodes[1::2]  # the odd nodes are new; the even ones are the previous level's
         new_v, new_s = evaluate([b for b in active for _ in new_nodes], new_nodes * len(active))
-        _, coarse_weights = _weights(previous, total)
+        _, coarse_weights = clenshaw_curtis_level(previous, total)
         still: list[int] = []
         k = len(new_nodes)
         for j, b in enumerate(active):
             st = states[b]
-            values = torch.empty((level + 1, *st.values.shape[1:]), dtype=st.values.dtype, device=st.values.device)
-            values[0::2], values[1::2] = st.values, new_v[j * k : (j + 1) * k]
-            scores = torch.empty((level + 1, *st.scores.shape[1:]), dtype=st.scores.dtype, device=st.scores.device)
-            scores[0::2], scores[1::2] = st.scores, new_s[j * k : (j + 1) * k]
+            values = interleave_level(st.values, new_v[j * k : (j + 1) * k])
+            scores = interleave_level(st.scores, new_s[j * k : (j + 1) * k])
             estimate = torch.einsum("n,ntl->tl", weights, values)
             raw = (estimate - torch.einsum("n,ntl->tl", coarse_weights, st.values)).abs().amax(dim=1)
             magnitude = torch.einsum("n,ntl->t", weights, values.abs())
