@@ -131,6 +131,8 @@ def test_blur_and_uniform_baselines() -> None:
     assert torch.equal(u1.values, u2.values)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        # 4 steps on this CNN miss the default tolerance; only that (honest) warning is allowed.
+        warnings.simplefilter("ignore", ConvergenceWarning)
         integrand.integrated_gradients(model, x, target=0, baseline=lambda inp: inp * 0.5, steps=4)
 
 

@@ -36,4 +36,5 @@ class MissingExtraError(IntegrandError, ImportError):
 
 
 class ConvergenceWarning(UserWarning):
-    """Error-controlled integration reached ``max_steps`` before meeting ``tol``."""
+    """A path result missed its completeness tolerance (``integrand.convergence``), or too many of
+    the results an aggregate is built on did."""

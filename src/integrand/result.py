@@ -10,6 +10,7 @@ from typing import Any, Mapping, Union
 import torch
 
 from . import storage
+from .convergence import relative_error as _relative_error
 
 FORMAT = "integrand.Attribution"
 FORMAT_VERSION = 1
@@ -47,8 +48,7 @@ class Attribution:
         """``|delta| / |score_input - score_baseline|`` per example."""
         if self.delta is None or self.score_baseline is None:
             return None
-        scale = (self.score_input - self.score_baseline).abs().clamp_min(torch.finfo(self.delta.dtype).tiny)
-        return self.delta.abs() / scale
+        return _relative_error(self.delta, self.score_input - self.score_baseline)
 
     @property
     def batch(self) -> int:

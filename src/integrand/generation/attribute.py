@@ -6,14 +6,13 @@ integration point for all target tokens, and returns one ``GenerationAttribution
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
+from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import autograd_bytes, chunk_size
-from ..errors import ConvergenceWarning
 from ..quadrature import Rule
 from .batching import Row, build_batch
 from .forward_mode import select_scorer
@@ -132,6 +131,11 @@ def integrate_batch(
         if rule_obj is not None:
             values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce)
             n_steps = torch.full((n_rows,), rule_obj.steps)
+            # Fixed rules are judged too (integrand.convergence): DEFAULT_TOL, above the rounding floor.
+            residual = total.double() - values.double().sum(dim=-1)
+            magnitude = score_input.abs() + score_baseline.abs() + values.abs().sum(dim=-1)
+            fixed_floor = noise_floor(magnitude.detach(), values.dtype, NOISE_ULPS)
+            converged = within_tolerance(residual.detach(), total.detach(), None, atol, fixed_floor) & converged
         else:
             assert tol is not None
             outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps)
@@ -158,6 +162,7 @@ def integrate_batch(
         "rule": None if method != "integrated_gradients" else (rule_obj.name if rule_obj else "adaptive-simpson"),
         "steps": rule_obj.steps if rule_obj else None,
         "tol": tol if method == "integrated_gradients" else None,
+        "converged_tol": (DEFAULT_TOL if tol is None else tol) if method == "integrated_gradients" else None,
         "max_steps": max_steps if tol is not None else None,
         "noise_ulps": NOISE_ULPS if floor is not None else None,
         "atol": atol,
@@ -215,13 +220,10 @@ def make_result(
         n_encoder=n_encoder,
     )
     if not bool(result.converged.all()):
-        bad = [k for k, ok in enumerate(result.converged.tolist()) if not ok]
-        warnings.warn(
-            f"generation attribution: target tokens {bad} of prompt {b} did not reach tol={request.tol} within "
-            f"max_steps={request.max_steps}; see result.converged and result.relative_error",
-            ConvergenceWarning,
-            stacklevel=4,
-        )
+        targets = result.target_tokens
+        bad = [f"{k} {targets[k]!r}" for k, ok in enumerate(result.converged.tolist()) if not ok]
+        budget = "" if request.tol is None else f" within max_steps={request.max_steps}"
+        warn_unconverged(f"generation attribution of prompt {b}{budget}: target tokens", bad, request.tol, stacklevel=5)
     return result
 
 

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence, overload
 
 import torch
 
+from ..convergence import DEFAULT_TOL
 from ..errors import InputError, ModelError
 from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
@@ -23,7 +24,6 @@ from .seq2seq import Seq2Seq, is_encoder_decoder
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
 
 METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient")
-DEFAULT_TOL = 1e-2
 DEFAULT_MAX_STEPS = 1025
 DEFAULT_NEW_TOKENS = 8
 

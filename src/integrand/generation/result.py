@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from ..convergence import relative_error as _relative_error
 from ..errors import InputError, MissingExtraError
 
 FORMAT = "integrand.GenerationAttribution"
@@ -61,8 +62,7 @@ class GenerationAttribution:
         """``|delta| / |score_input - score_baseline|`` per target token."""
         if self.delta is None or self.score_baseline is None:
             return None
-        scale = (self.score_input - self.score_baseline).abs().clamp_min(torch.finfo(self.delta.dtype).tiny)
-        return self.delta.abs() / scale
+        return _relative_error(self.delta, self.score_input - self.score_baseline)
 
     def grouped(self) -> tuple[list[str], torch.Tensor]:
         """Matrix summed over source groups (chat messages): names and [T, groups]."""

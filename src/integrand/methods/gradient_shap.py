@@ -3,7 +3,12 @@
 Both estimate ``E[(x - x') ⊙ ∇f(x' + α(x - x'))]`` with the reference ``x'`` drawn from a
 set of reference examples and ``α ~ U(0, 1)``: Integrated Gradients averaged over a baseline
 distribution, by Monte Carlo. GradientSHAP also adds Gaussian noise to the input (SmoothGrad
-style). The completeness error is reported against the mean score of the drawn references.
+style). The completeness error is reported against the mean score of the drawn references, and
+``converged`` judges it like every path result (``integrand.convergence``, ``DEFAULT_TOL``). It is a
+Monte Carlo residual: it shrinks like ``1/sqrt(samples)`` for Expected Gradients and for GradientSHAP
+without noise. With input noise (``stdev > 0``) the sum estimates the change of the noise-averaged
+score instead, so completeness does not hold even in the limit; the residual is still reported and
+``converged`` says whether it happens to be within tolerance.
 """
 
 from __future__ import annotations
@@ -143,7 +148,16 @@ def _run(
     params: dict[str, Any] = {"samples": samples, "references": count, "seed": used_seed}
     if method == "gradient_shap":
         params["stdev"] = stdev
-    return result(setup, values, method=method, params=params, steps=samples, score_baseline=score_baseline, path=True)
+    return result(
+        setup,
+        values,
+        method=method,
+        params=params,
+        steps=samples,
+        score_baseline=score_baseline,
+        path=True,
+        stacklevel=5,
+    )
 
 
 def gradient_shap(

@@ -12,6 +12,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
+from ..adaptive import NOISE_ULPS
+from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, GradientBlock, chunk_size, probe
 from ..errors import InputError
 from ..inputs import Inputs, InputSet, as_input_set
@@ -150,13 +152,27 @@ def result(
     baseline: Mapping[str, torch.Tensor] | None = None,
     score_baseline: torch.Tensor | None = None,
     path: bool = False,
+    stacklevel: int = 4,
 ) -> Attribution:
-    """Assemble an ``Attribution`` from flat values; path methods get their completeness error."""
+    """Assemble an ``Attribution`` from flat values; path methods get their completeness error.
+
+    A path result's ``converged`` follows ``integrand.convergence`` at ``DEFAULT_TOL``; examples that
+    miss it are named in a ``ConvergenceWarning`` (``stacklevel`` points it at the user's call).
+    """
     inputs = setup.inputs
     delta = None
+    converged = torch.ones(inputs.batch, dtype=torch.bool)
     if path:
         assert score_baseline is not None
-        delta = ((setup.score_input - score_baseline) - values.sum(dim=1)).detach()
+        total = (setup.score_input - score_baseline).detach()
+        delta = (total - values.sum(dim=1)).detach()
+        # The rule of integrand.convergence at DEFAULT_TOL, above the rounding floor of the sums.
+        magnitude = setup.score_input.abs() + score_baseline.abs() + values.abs().sum(dim=1)
+        floor = noise_floor(magnitude.detach(), values.dtype, NOISE_ULPS)
+        converged = within_tolerance(delta, total, None, 0.0, floor)
+        bad = [i for i, ok in enumerate(converged.tolist()) if not ok]
+        warn_unconverged(f"{method}: examples", bad, None, stacklevel=stacklevel)
+        params = {**params, "converged_tol": DEFAULT_TOL}
     return Attribution(
         values=inputs.public(inputs.unflat(values.detach())),
         inputs=inputs.public(inputs.tensors),
@@ -165,7 +181,7 @@ def result(
         score_baseline=None if score_baseline is None else score_baseline.detach(),
         delta=delta,
         steps=torch.full((inputs.batch,), steps),
-        converged=torch.ones(inputs.batch, dtype=torch.bool),
+        converged=converged,
         method=method,
         params={"target": setup.target_name, **params},
     )

@@ -10,6 +10,7 @@ import torch
 
 from ..adaptive import NOISE_ULPS, integrate
 from ..baselines import BaselineSpec, make_baselines
+from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError
 from ..inputs import Inputs, InputSet, as_input_set
@@ -90,7 +91,13 @@ def integrate_path(
             del block, grad  # not alive during the next chunk's forward/backward: peak memory
         flat = flat * diff
         step_count = torch.full((inputs.batch,), n)
-        converged = torch.ones(inputs.batch, dtype=torch.bool)
+        # Fixed rules are judged too: against DEFAULT_TOL (atol added), above the rounding floor.
+        magnitude = score_input.abs() + score_baseline.abs() + flat.abs().sum(dim=1)
+        floor = noise_floor(magnitude.detach(), flat.dtype, NOISE_ULPS)
+        converged = within_tolerance((total - flat.sum(dim=1)).detach(), total.detach(), None, float(atol), floor)
+        warn_unconverged(
+            f"{method}: examples", [i for i, ok in enumerate(converged.tolist()) if not ok], None, stacklevel=4
+        )
     else:
         assert tol is not None
         magnitude = score_input.abs() + score_baseline.abs()
@@ -110,9 +117,10 @@ def integrate_path(
         "rule": rule if rule_obj is not None else "adaptive-simpson",
         "steps": steps if rule_obj is not None else None,
         "tol": tol,
+        "converged_tol": DEFAULT_TOL if tol is None else tol,
         "max_steps": max_steps if tol is not None else None,
         "atol": atol,
-        "noise_floor_ulps": NOISE_ULPS if tol is not None else None,
+        "noise_floor_ulps": NOISE_ULPS,
         "target": repr(resolved)
         if not callable(target) or isinstance(target, torch.Tensor)
         else getattr(target, "__name__", repr(target)),

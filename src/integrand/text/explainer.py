@@ -17,7 +17,8 @@ from typing import Any, Sequence, Union, overload
 import torch
 from torch import nn
 
-from ..errors import InputError, MissingExtraError, ModelError
+from ..convergence import warn_unconverged
+from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
 from .batching import length_groups, pad_batch
 from .modelinfo import LabelScore, find_embedding, is_hf_model, model_labels, vocab_rows
@@ -327,6 +328,8 @@ class TextExplainer:
             )):
                 results[i] = result
         done = [r for r in results if r is not None]
+        bad = [f"{i} {r.text[:40]!r}" for i, r in enumerate(done) if not r.converged]
+        warn_unconverged("text attribution: texts", bad, tol, stacklevel=3)
         return done[0] if single else done
 
     def _attribute_group(
@@ -356,15 +359,18 @@ class TextExplainer:
             layer_baseline = {"baseline": activation * fixed.unsqueeze(-1).to(activation.dtype)}
         else:
             layer_baseline = {"input_baseline": torch.where(fixed, ids, torch.full_like(ids, base_id))}
-        attribution = integrated_gradients(
-            self.model,
-            ids,
-            LabelScore(index, score, self.multi_label),
-            layer=self.embedding,
-            forward_kwargs=kwargs,
-            **layer_baseline,
-            **ig_params,
-        )
+        with warnings.catch_warnings():
+            # Named once per call, by text, in __call__ (the indices here are within a length group).
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            attribution = integrated_gradients(
+                self.model,
+                ids,
+                LabelScore(index, score, self.multi_label),
+                layer=self.embedding,
+                forward_kwargs=kwargs,
+                **layer_baseline,
+                **ig_params,
+            )
         values = attribution.values
         assert isinstance(values, torch.Tensor)
         token_scores = values.reshape(values.shape[0], values.shape[1], -1).sum(dim=-1).detach().cpu()

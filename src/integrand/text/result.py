@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -10,6 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from .. import storage
+from ..convergence import relative_error_value
 
 FORMAT = "integrand.TokenAttribution"
 FORMAT_VERSION = 1
@@ -66,8 +66,7 @@ class TokenAttribution:
     @property
     def relative_error(self) -> float:
         """``|delta| / |score_input - score_baseline|``."""
-        scale = abs(self.score_input - self.score_baseline)
-        return abs(self.delta) / scale if scale > 0 else (0.0 if self.delta == 0 else math.inf)
+        return relative_error_value(self.delta, self.score_input - self.score_baseline)
 
     def top_words(self, k: int = 5) -> list[tuple[str, float]]:
         """The ``k`` words with the largest attribution (most positive first)."""
