@@ -135,9 +135,10 @@ def test_cost_accounting() -> None:
         res = patching(model, clean, corrupted, METRIC, method=method)
         assert (res.cost.forward, res.cost.backward) == (2, 1)
     site = patching(model, clean, corrupted, METRIC, method="ig", steps=5)
-    assert (site.cost.forward, site.cost.backward) == (2 + 8 * 5, 8 * 5)  # 8 sites (4 kinds x 2 layers)
+    # 8 sites (4 kinds x 2 layers); each path also runs its endpoint once for its completeness check.
+    assert (site.cost.forward, site.cost.backward) == (2 + 8 * 5 + 8, 8 * 5)
     comp = patching(model, clean, corrupted, METRIC, method="ig", steps=5, ig_path="component")
-    assert (comp.cost.forward, comp.cost.backward) == (2 + n_comp * 5, n_comp * 5)
+    assert (comp.cost.forward, comp.cost.backward) == (2 + n_comp * 5 + n_comp, n_comp * 5)
 
 
 def test_result_views() -> None:

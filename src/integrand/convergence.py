@@ -71,9 +71,8 @@ def warn_unconverged(where: str, items: Sequence[object], tol: float | None, *, 
     """One :class:`ConvergenceWarning` naming the ``items`` (examples, target tokens) that missed ``tol``."""
     if not items:
         return
-    shown = ", ".join(str(i) for i in items[:20]) + (f", ... ({len(items)} in all)" if len(items) > 20 else "")
     warnings.warn(
-        f"{where} {shown} did not meet the relative completeness tolerance "
+        f"{where} {_listing(items)} did not meet the relative completeness tolerance "
         f"{tol if tol is not None else DEFAULT_TOL:g}; see .converged and .relative_error "
         "(more steps, or tol= for error control)",
         ConvergenceWarning,
@@ -97,21 +96,28 @@ class ConvergenceSummary:
         return f"{self.n_unconverged} of {self.n_items} {what} ({100 * self.unconverged_share:.1f}%) did not converge"
 
 
+def _listing(items: Sequence[object]) -> str:
+    return ", ".join(str(i) for i in items[:20]) + (f", ... ({len(items)} in all)" if len(items) > 20 else "")
+
+
 def summarize(
     flags: Iterable[bool],
     what: str,
     where: str,
     *,
+    names: Sequence[object] | None = None,
     warn_share: float = UNCONVERGED_WARN_SHARE,
     stacklevel: int = 3,
 ) -> ConvergenceSummary:
-    """Count unconverged items; warn when their share exceeds ``warn_share``."""
+    """Count unconverged items; warn, naming them (``names``, else their indices), above ``warn_share``."""
     values = [bool(f) for f in flags]
     summary = ConvergenceSummary(len(values), sum(1 for v in values if not v))
     if summary.n_items and summary.unconverged_share > warn_share:
+        labels = list(range(len(values))) if names is None else list(names)
+        bad = [label for label, ok in zip(labels, values) if not ok]
         warnings.warn(
-            f"{where}: {summary.line(what)}, above the {100 * warn_share:g}% that results built on them "
-            "can carry; raise steps or use tol=",
+            f"{where}: {summary.line(what)} ({_listing(bad)}), above the {100 * warn_share:g}% allowed "
+            "before results built on them are flagged; raise steps or use tol=",
             ConvergenceWarning,
             stacklevel=stacklevel,
         )

@@ -13,6 +13,7 @@ All four estimate, per component c, ``m(corrupted run with c set to its clean va
 
 from __future__ import annotations
 
+import math
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
@@ -20,6 +21,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from ..adaptive import NOISE_ULPS
+from ..convergence import DEFAULT_TOL, noise_floor, relative_error, warn_unconverged, within_tolerance
 from ..errors import InputError, ModelError
 from ..quadrature import make_rule
 from .components import (
@@ -262,7 +265,8 @@ def _ig(
     nodes: Sequence[float],
     weights: Sequence[float],
     copies: int,
-) -> list[float]:
+) -> tuple[list[float], list[float], list[float]]:
+    """Component scores, and per path the integral of its whole shift and that integral's absolute size."""
     n = corrupted.n
     groups = [(ji, k) for ji in range(len(jobs)) for k in range(len(nodes))]
     totals: list[torch.Tensor | None] = [None] * len(jobs)
@@ -285,7 +289,56 @@ def _ig(
         assert total is not None
         for i in job.comps:
             scores[i] = _score(comps[i], deltas[job.site], total)
-    return scores
+    # Completeness of each path: its whole integral against the metric change it integrates.
+    sums = [float((job.delta.double() * t.double()).sum()) for job, t in zip(jobs, totals) if t is not None]
+    magnitudes = [float((job.delta.double() * t.double()).abs().sum()) for job, t in zip(jobs, totals) if t is not None]
+    return scores, sums, magnitudes
+
+
+def _adder(shift: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    return lambda a: a + shift.to(a.dtype)
+
+
+def _endpoints(run: _Runner, corrupted: _Batch, jobs: Sequence[_Job], copies: int) -> list[float]:
+    """The metric with each path's whole shift applied (its alpha = 1 end), ``copies`` paths per pass."""
+    n = corrupted.n
+    out: list[float] = []
+    for start in range(0, len(jobs), copies):
+        chunk = jobs[start : start + copies]
+        shifts: dict[Site, torch.Tensor] = {}
+        for j, job in enumerate(chunk):
+            if job.site not in shifts:
+                shifts[job.site] = job.delta.new_zeros((len(chunk) * n, *job.delta.shape[1:]))
+            shifts[job.site][j * n : (j + 1) * n] = job.delta
+
+        with torch.no_grad(), intervene(run.model, run.layout, {s: _adder(t) for s, t in shifts.items()}):
+            out += [float(v) for v in run.values(corrupted, len(chunk))]
+    return out
+
+
+def _judge(
+    jobs: Sequence[_Job],
+    labels: Sequence[str],
+    sums: Sequence[float],
+    magnitudes: Sequence[float],
+    ends: Sequence[float],
+    m_corr: float,
+    n_comps: int,
+    tol: float | None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Per component: its path's relative completeness error and flag; and the paths that missed ``tol``."""
+    total = torch.tensor([e - m_corr for e in ends], dtype=torch.float64)
+    delta = total - torch.tensor(list(sums), dtype=torch.float64)
+    magnitude = torch.tensor(list(magnitudes), dtype=torch.float64) + abs(m_corr) + torch.tensor(list(ends)).abs()
+    ok = within_tolerance(delta, total, tol, 0.0, noise_floor(magnitude, torch.float32, NOISE_ULPS))
+    rel = relative_error(delta, total)
+    rel_per = torch.zeros(n_comps, dtype=torch.float64)
+    ok_per = torch.ones(n_comps, dtype=torch.bool)
+    for j, job in enumerate(jobs):
+        rel_per[list(job.comps)] = rel[j]
+        ok_per[list(job.comps)] = bool(ok[j])
+    bad = [label for label, good in zip(labels, ok.tolist()) if not good]
+    return rel_per, ok_per, bad
 
 
 def patching(
@@ -304,6 +357,7 @@ def patching(
     layout: Layout | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
     batch_size: int = 64,
+    tol: float | None = None,
 ) -> PatchingResult:
     """Score every requested component by the effect of patching its clean value into the corrupted run.
 
@@ -313,6 +367,12 @@ def patching(
     ``rule`` set the IG quadrature, ``rules`` the LRP rules of ``relp`` (defaults: :class:`LRPRules`).
     ``align`` pairs clean with corrupted positions when the runs differ in length; ``batch_size``
     caps the sequences per forward pass.
+
+    IG reports completeness per path: ``result.relative_error[i]`` and ``result.converged[i]`` belong
+    to component i's path (its site's with ``ig_path="site"``): the path's whole integral against
+    ``m(corrupted + the path's full shift) - m(corrupted)``, judged at ``tol`` (default
+    ``convergence.DEFAULT_TOL``); the endpoint costs one forward pass per path, and a
+    ``ConvergenceWarning`` names the paths that miss ``tol``.
     """
     start = time.perf_counter()
     if method not in METHODS:
@@ -322,6 +382,10 @@ def patching(
     if rules is not None and method != "relp":
         raise InputError("rules", "LRP rules are only used by method='relp'")
     quad = make_rule(rule, steps) if method == "ig" else None
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf):
+        raise InputError("tol", f"expected a finite number > 0, got {tol!r}")
+    if tol is not None and method != "ig":
+        raise InputError("tol", "only method='ig' has a completeness tolerance")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
     if not isinstance(model, torch.nn.Module):
@@ -341,6 +405,8 @@ def patching(
     comps = resolve_components(components, layout, sorted(r for _, r in pairs))
     sites = list(dict.fromkeys(c.site for c in comps))
     copies = max(1, batch_size // rb.n)
+    rel_error: torch.Tensor | None = None
+    converged: torch.Tensor | None = None
     run = _Runner(model, layout, metric, dict(forward_kwargs or {}))
 
     clean_acts, m_clean = run.capture(cb, sites)
@@ -371,8 +437,12 @@ def patching(
                 mask = torch.zeros_like(deltas[c.site])
                 _part(c, mask).copy_(_part(c, deltas[c.site]))
                 jobs.append(_Job(c.site, mask, (i,)))
-        scores = _ig(run, rb, comps, deltas, jobs, quad.nodes, quad.weights, copies)
-        params.update(steps=steps, rule=rule, ig_path=ig_path)
+        scores, sums, magnitudes = _ig(run, rb, comps, deltas, jobs, quad.nodes, quad.weights, copies)
+        ends = _endpoints(run, rb, jobs, copies)
+        labels = [comps[j.comps[0]].name if ig_path == "component" else f"{j.site[0]}.{j.site[1]}" for j in jobs]
+        rel_error, converged, bad = _judge(jobs, labels, sums, magnitudes, ends, m_corr, len(comps), tol)
+        warn_unconverged(f"ig patching: the paths of {ig_path}s", bad, tol, stacklevel=3)
+        params.update(steps=steps, rule=rule, ig_path=ig_path, converged_tol=DEFAULT_TOL if tol is None else tol)
     return PatchingResult(
         method=method,
         components=comps,
@@ -382,4 +452,6 @@ def patching(
         positions=pairs,
         cost=Cost(run.forward, run.backward, time.perf_counter() - start),
         params=params,
+        relative_error=rel_error,
+        converged=converged,
     )

@@ -34,7 +34,9 @@ class PatchingResult:
 
     ``scores[i]`` belongs to ``components[i]``; for activation patching it is exactly
     ``metric(corrupted run with component i set to its clean value) - metric(corrupted run)``.
-    ``positions`` lists the aligned ``(clean, corrupted)`` position pairs.
+    ``positions`` lists the aligned ``(clean, corrupted)`` position pairs. IG patching fills
+    ``relative_error`` and ``converged`` per component (its path's completeness, see ``patching``);
+    the other methods have no completeness notion and leave them ``None``.
     """
 
     method: str
@@ -45,6 +47,8 @@ class PatchingResult:
     positions: tuple[tuple[int, int], ...]
     cost: Cost
     params: Mapping[str, Any] = field(default_factory=dict)
+    relative_error: torch.Tensor | None = None
+    converged: torch.Tensor | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -90,5 +94,11 @@ class PatchingResult:
             f"{self.method} patching: metric clean {self.metric_clean:.4g}, corrupted {self.metric_corrupted:.4g}",
             f"cost: {self.cost}",
         ]
+        if self.relative_error is not None and self.converged is not None:
+            bad = int((~self.converged).sum())
+            lines.append(
+                f"completeness: max relative error {float(self.relative_error.max()):.3g}"
+                + (f", {bad} of {len(self.components)} components on unconverged paths" if bad else ", converged")
+            )
         lines += [f"  {name:<16} {value:+.4g}" for name, value in self.top(k)]
         return "\n".join(lines)

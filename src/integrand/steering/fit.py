@@ -11,11 +11,13 @@ prompt token's hidden state is recorded at each chosen block. Over examples the 
 from __future__ import annotations
 
 import statistics
+import warnings
 from typing import Any, Sequence
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..convergence import DEFAULT_TOL, summarize
+from ..errors import ConvergenceWarning, InputError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
 from .contrastive import DEFAULT_STEPS, contrastive_ig
 from .examples import BaselineSpec, Encoded, Encoder
@@ -79,7 +81,10 @@ def _last_hidden(
 def _grains_shifts(
     model: Any, encoder: Encoder, example: Encoded, layers: Sequence[int], k: int, ig: dict[str, Any]
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, Any]]:
-    attribution = contrastive_ig(model, encoder.embedding, example, **ig)
+    with warnings.catch_warnings():
+        # One example per call: fit() counts and names the unconverged examples itself.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        attribution = contrastive_ig(model, encoder.embedding, example, **ig)
     assert isinstance(attribution.values, torch.Tensor)
     # The read-out (last) position is never masked: masking it replaces the read-out token itself, and the
     # shift then measures token identity (on SmolLM2 the mask token's massive activation swamped every shift).
@@ -99,6 +104,7 @@ def _grains_shifts(
         "negative_tokens": [example.tokens[i] for i in top_neg.tolist()],
         "score": float(attribution.score_input[0]),
         "relative_error": None if rel is None else float(rel[0]),
+        "converged": bool(attribution.converged[0]),
     }
     positive = {layer: h[0] - h[1] for layer, h in hidden.items()}
     negative = {layer: h[0] - h[2] for layer, h in hidden.items()}
@@ -152,6 +158,10 @@ def fit(
             then eos), "unk", "eos", "bos", a token id or "zeros".
         steps, rule, tol, max_steps: the contrastive IG's quadrature: ``steps`` points of ``rule``
             (default 16), or error control to relative completeness error ``tol``.
+
+    GrAInS records each pair's completeness (``params["examples"][i]["converged"]``, judged at
+    ``tol`` or ``convergence.DEFAULT_TOL``) and ``params["n_unconverged"]``/``["unconverged_share"]``;
+    a ``ConvergenceWarning`` names the pairs when more than ``UNCONVERGED_WARN_SHARE`` missed it.
     """
     method = _choice(method, METHODS, "method")
     variant = _choice(variant, VARIANTS, "variant")
@@ -208,7 +218,14 @@ def fit(
     params: dict[str, Any] = {"baseline": baseline, "baseline_token_id": encoder.baseline_id}
     if method == "grains":
         errors = [i["relative_error"] for i in infos if i["relative_error"] is not None]
+        summary = summarize(
+            [i["converged"] for i in infos], "preference pairs", "steering fit", names=range(len(infos)), stacklevel=3
+        )
         params.update(
+            converged_tol=DEFAULT_TOL if tol is None else tol,
+            n_unconverged=summary.n_unconverged,
+            unconverged_share=summary.unconverged_share,
+            unconverged_examples=[j for j, i in enumerate(infos) if not i["converged"]],
             steps=(DEFAULT_STEPS if steps is None else steps) if tol is None else None,
             rule=rule if tol is None else "adaptive-simpson",
             tol=tol,
