@@ -258,11 +258,12 @@ def test_state_unchanged_after_an_error_inside_the_model(state_guard: Any) -> No
     _no_patches(model)
 
 
-def test_train_mode_model_is_left_in_train_mode_and_not_replayed(state_guard: Any) -> None:
+def test_train_mode_model_is_refused_and_left_in_train_mode(state_guard: Any) -> None:
     model = tiny_bert(layers=2).train()
     guard = state_guard(model)
-    got = integrand.integrated_gradients(model, token_batch(), 1, layer="bert.encoder.layer.0", steps=4)
+    # Dropout draws new masks at every forward: refused before any forward pass (docs/design.md).
+    with pytest.raises(integrand.ModelError, match="training mode") as info:
+        integrand.integrated_gradients(model, token_batch(), 1, layer="bert.encoder.layer.0", steps=4)
+    assert info.value.argument == "model"
     guard.assert_unchanged()
     assert model.training and all(p.dtype == D for p in model.parameters())
-    # Dropout draws new masks at every forward, so replaying recorded activations would not reproduce it.
-    assert got.params["reuse"].startswith("off (replayed output differs")

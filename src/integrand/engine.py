@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, TypeVar
 
 import torch
 
+from .checks import check_call
 from .errors import InputError, ModelError
 from .inputs import InputSet, call_model, gather_kwargs
 from .targets import Target, select
@@ -89,7 +90,11 @@ def autograd_bytes(model: Any, run: Callable[[], T]) -> tuple[T, int]:
 
 
 def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[str, Any] | None) -> Probe:
-    """Forward the inputs with autograd on, counting the bytes autograd saves per example."""
+    """Forward the inputs with autograd on, counting the bytes autograd saves per example.
+
+    Every method's first forward pass: the model call is checked here first (``checks.check_call``).
+    """
+    check_call(model, inputs, forward_kwargs)
     leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.tensors.items()}
     example = torch.arange(inputs.batch, device=inputs.device)
     kwargs = gather_kwargs(forward_kwargs, inputs.batch, example)

@@ -11,7 +11,7 @@ from typing import Any, Callable, Mapping, Union
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, ModelError
 
 TENSOR_KEY = "input"
 Inputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]
@@ -124,7 +124,9 @@ def call_model(
         logits = getattr(output, "logits", None)
         if isinstance(logits, torch.Tensor):
             return logits
-        raise InputError(
+        raise ModelError(
             "model", f"expected the model to return a tensor (or an object with .logits), got {type(output).__name__}"
         )
+    if output.dim() == 0:
+        raise ModelError("model", "returned a 0-d tensor; expected one row per example (batch dim first)")
     return output

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
+from .checks import training_allowed
 from .errors import InputError, ModelError
 from .groups import Groups, flatten
 from .inputs import Inputs, InputSet, as_input_set, call_model, gather_kwargs
@@ -251,7 +252,9 @@ def sampled_dropout(
             # An in-place dropout would overwrite its input before the hook can apply the fixed mask.
             m.inplace = False
             handles.append(m.register_forward_hook(hook))
-        yield
+        # The explicit opt-in to train mode: these dropout modules apply the fixed masks above.
+        with training_allowed(modules):
+            yield
     finally:
         for h in handles:
             h.remove()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+from ..checks import check_model
+from ..errors import InputError
 from ..inputs import Inputs
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -21,8 +23,11 @@ from .kernel_shap import kernel_shap
 from .lime import lime
 from .noise_tunnel import smoothgrad, smoothgrad_sq, vargrad
 from .occlusion import occlusion
-from .registry import MethodInfo, Registry
+from .registry import MethodInfo, Registry, check_params
 from .saliency import saliency
+
+AT_LAYER_PARAMS = ("layer", "layer_side", "layer_output_index", "reuse")
+"""Keyword arguments every method takes through :func:`attribute` (``methods.at_layer``)."""
 
 
 def _build_registry() -> Registry:
@@ -71,10 +76,19 @@ def attribute(
     instead of the inputs, for every method; integrated gradients handles it itself.
     """
     info = REGISTRY.get(method)
-    if params.get("layer") is not None and method != "integrated_gradients":
+    check_model(model)
+    if method == "integrated_gradients":
+        check_params(info, params)
+        return info.fn(model, inputs, target, **params)
+    check_params(info, params, AT_LAYER_PARAMS)
+    if params.get("layer") is not None:
         from .at_layer import attribute_at_layer
 
         return attribute_at_layer(info, model, inputs, target, **params)
+    for name in AT_LAYER_PARAMS:
+        if name in params and name != "layer":
+            raise InputError(name, "only applies with layer=")
+    params.pop("layer", None)
     return info.fn(model, inputs, target, **params)
 
 

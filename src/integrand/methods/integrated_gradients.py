@@ -10,11 +10,12 @@ import torch
 
 from ..adaptive import NOISE_ULPS, integrate
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_model
 from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError
 from ..inputs import Inputs, InputSet, as_input_set
-from ..quadrature import make_rule
+from ..quadrature import MAX_STEPS, make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
 
@@ -29,8 +30,8 @@ def _check_tolerances(steps: int | None, tol: float | None, max_steps: int, atol
             raise InputError("tol", f"expected a finite number > 0, got {tol!r}")
         if steps is not None:
             raise InputError("steps", "give either steps= (fixed rule) or tol= (error-controlled), not both")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 5:
-            raise InputError("max_steps", f"expected an integer >= 5, got {max_steps!r}")
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 5 <= max_steps <= MAX_STEPS:
+            raise InputError("max_steps", f"expected an integer in [5, {MAX_STEPS:,}], got {max_steps!r}")
     if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
         raise InputError("atol", f"expected a finite number >= 0, got {atol!r}")
 
@@ -173,7 +174,8 @@ def integrated_gradients(
         baseline: "zeros" (default), a number, a tensor broadcastable to the input, a callable,
             "blur", "uniform", or a mapping of these per named input. With ``layer=`` (and no
             ``neuron=``) it is in the layer's activation space.
-        steps: points of the fixed rule (default 50); excludes ``tol``.
+        steps: points of the fixed rule (default 50, at most ``quadrature.MAX_STEPS`` = 100,000);
+            excludes ``tol``.
         rule: "gauss-legendre" (default), "left", "right", "middle" or "trapezoid".
         tol: error-controlled mode: refine each example until its relative completeness error
             and its per-feature quadrature error estimate are at most ``tol``.
@@ -199,6 +201,7 @@ def integrated_gradients(
         reuse: replay the frozen part below the layer instead of recomputing it at every point
             (falls back to recomputation by itself when replay does not reproduce the model).
     """
+    check_model(model)
     integration: dict[str, Any] = {
         "steps": steps,
         "rule": rule,

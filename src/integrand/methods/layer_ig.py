@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 from torch import nn
 
 from ..baselines import BaselineSpec, make_baselines
+from ..checks import check_call
 from ..errors import InputError, ModelError
 from ..frozen import EXAMPLE_KWARG, Above, FrozenPrefix, check, run_full
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set, call_model
@@ -24,7 +25,14 @@ from ..result import Attribution
 from ..targets import TargetSpec
 from .integrated_gradients import integrate_path
 
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 NeuronSpec = int | tuple[int | slice, ...] | Callable[[torch.Tensor], torch.Tensor]
+
+
+def _internal(wrapper: ModuleT) -> ModuleT:
+    """An integrand wrapper around the user's (eval-mode) model: in eval mode itself, the model untouched."""
+    wrapper.training = False  # not .eval(): that would recurse into the user's model
+    return wrapper
 
 
 def layer_spec(model: Any, layer: nn.Module | str, side: str, index: Element) -> LayerSpec:
@@ -123,8 +131,7 @@ def layer_view(
 ) -> LayerView:
     """Record the frozen part below ``spec`` once and present the part above as a model of its tensor."""
     raw = raw_inputs(inputs)
-    if forward_kwargs is not None and not isinstance(forward_kwargs, Mapping):
-        raise InputError("forward_kwargs", f"expected a mapping, got {type(forward_kwargs).__name__}")
+    check_call(model, raw, forward_kwargs)
     recorded = model if isinstance(model, nn.Module) else nn.ModuleList([spec.module])
     prefix = FrozenPrefix.record(recorded, spec, run_full(model, raw, forward_kwargs), raw.batch)
     activation = prefix.activation
@@ -135,7 +142,7 @@ def layer_view(
     output = prefix.output if isinstance(prefix.output, torch.Tensor) else None
     if output is not None and (output.dim() < 1 or output.shape[0] != raw.batch):
         raise ModelError("model", f"expected an output with batch dim {raw.batch} first, got {tuple(output.shape)}")
-    above = Above(model, spec, raw, prefix)
+    above = _internal(Above(model, spec, raw, prefix))
     if not reuse:
         how = "off (reuse=False)"
     elif not isinstance(model, nn.Module):
@@ -144,7 +151,7 @@ def layer_view(
         why = check(above, prefix, forward_kwargs)
         how = "frozen-prefix" if why is None else f"off ({why})"
     if how != "frozen-prefix":
-        above = Above(model, spec, raw, None)
+        above = _internal(Above(model, spec, raw, None))
     kwargs = {**(forward_kwargs or {}), EXAMPLE_KWARG: torch.arange(raw.batch, device=activation.device)}
     return LayerView(raw, activation.detach(), above, how, output, kwargs)
 
@@ -216,6 +223,8 @@ def neuron_selector(neuron: Any, shape: tuple[int, ...]) -> Callable[[torch.Tens
             raise InputError("neuron", f"expected {len(shape)} indices for activation {list(shape)}, got {neuron!r}")
         for i, (n, size) in enumerate(zip(neuron, shape)):
             if isinstance(n, slice):
+                if n.step == 0:
+                    raise InputError("neuron", f"slice {n} in dim {i} has step 0; expected a non-zero step")
                 if len(range(size)[n]) == 0:
                     raise InputError("neuron", f"slice {n} selects nothing in dim {i} of size {size}")
             elif isinstance(n, bool) or not isinstance(n, int) or not -size <= n < size:
@@ -258,6 +267,7 @@ def neuron_integrated_gradients(
     if input_baseline is not None:
         raise InputError("input_baseline", "neuron IG integrates in input space already; use baseline=")
     input_set = as_input_set(inputs)
+    check_call(model, input_set, forward_kwargs)
     with torch.no_grad():
         activation = run_to_layer(
             spec, lambda: call_model(model, input_set, input_set.tensors, dict(forward_kwargs or {}))
@@ -266,7 +276,7 @@ def neuron_integrated_gradients(
     baselines = make_baselines(input_set, baseline, seed=seed)
     params = {"layer": spec.name, "layer_side": spec.side, "layer_output_index": spec.index, "neuron": repr(neuron)}
     return integrate_path(
-        Below(model, spec, select),
+        _internal(Below(model, spec, select)),
         input_set,
         baselines,
         None,

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping, Protocol, Union, runtime_checkable
 
 import torch
 
+from ..checks import check_call
 from ..engine import Engine, chunk_size, probe
 from ..errors import InputError
 from ..inputs import TENSOR_KEY, InputSet, call_model, gather_kwargs
@@ -122,6 +123,7 @@ class Scorer:
             output, per_point = measured.output, measured.bytes_per_point
         else:
             # The chunk is given: a plain forward suffices (probing autograd memory costs a backward-ready pass).
+            check_call(model, inputs, forward_kwargs)
             example = torch.arange(inputs.batch, device=inputs.device)
             with torch.no_grad():
                 output = call_model(model, inputs, inputs.tensors, gather_kwargs(forward_kwargs, inputs.batch, example))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import inspect
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError
 from ..result import Attribution
@@ -41,6 +41,11 @@ class Registry:
         self._methods[name] = MethodInfo(name=name, fn=fn, summary=doc[0] if doc else "", params=params)
 
     def get(self, name: str) -> MethodInfo:
+        if not isinstance(name, str):
+            raise InputError(
+                "method",
+                f"expected a method name (str), got {type(name).__name__}; valid methods: {', '.join(self.names())}",
+            )
         if name not in self._methods:
             close = difflib.get_close_matches(name, list(self._methods), n=3)
             hint = f" Did you mean {', '.join(close)}?" if close else ""
@@ -54,3 +59,13 @@ class Registry:
 
     def infos(self) -> list[MethodInfo]:
         return [self._methods[n] for n in self.names()]
+
+
+def check_params(info: MethodInfo, params: Mapping[str, Any], extra: Iterable[str] = ()) -> None:
+    """Every key of ``params`` is a keyword parameter of ``info`` (or in ``extra``); close matches are suggested."""
+    valid = sorted({*info.params, *extra})
+    for key in params:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"valid parameters: {', '.join(valid)}"
+            raise InputError(key, f"not a parameter of method {info.name!r}; {hint}")
