@@ -76,16 +76,34 @@ class Attribution:
     @classmethod
     def load(cls, path: str | Path) -> Attribution:
         """Read a file written by :meth:`save`."""
-        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION, "an integrand result")
-        kwargs: dict[str, Any] = {"method": meta["method"], "params": meta["params"], "labels": meta["labels"]}
-        for name, kind in meta["kinds"].items():
-            if kind == "tensor":
-                kwargs[name] = stored[name]
-            else:
-                kwargs[name] = {k: stored[f"{name}/{k}"] for k in json.loads(kind[len("dict:") :])}
-        for f in fields(cls):
-            kwargs.setdefault(f.name, None)
-        return cls(**kwargs)
+        what = "an integrand result"
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION, what)
+        names = {f.name for f in fields(cls)}
+        with storage.parsing(path, what):
+            kwargs: dict[str, Any] = {"method": meta["method"], "params": meta["params"], "labels": meta["labels"]}
+            if not isinstance(kwargs["method"], str) or not isinstance(kwargs["params"], dict):
+                raise TypeError("'method' must be a string and 'params' an object")
+            for name, kind in dict(meta["kinds"]).items():
+                if name not in names:
+                    raise ValueError(f"{name!r} is not a field of Attribution")
+                if kind == "tensor":
+                    kwargs[name] = stored[name]
+                elif isinstance(kind, str) and kind.startswith("dict:"):
+                    kwargs[name] = {k: stored[f"{name}/{k}"] for k in json.loads(kind[len("dict:") :])}
+                else:
+                    raise ValueError(f"unknown kind {kind!r} of field {name!r}")
+            for required in ("values", "score_input"):
+                if required not in kwargs:
+                    raise KeyError(required)
+            for f in fields(cls):
+                kwargs.setdefault(f.name, None)
+            batch = int(kwargs["score_input"].shape[0])
+            for name in names:
+                value = kwargs[name]
+                for t in value.values() if isinstance(value, dict) else [value]:
+                    if isinstance(t, torch.Tensor) and name != "params" and (t.dim() == 0 or t.shape[0] != batch):
+                        raise ValueError(f"{name!r} has shape {tuple(t.shape)}, not {batch} examples first")
+            return cls(**kwargs)
 
     def to_html(self, *, title: str | None = None) -> str:
         """A self-contained HTML view (heatmap for image-shaped inputs, a table otherwise)."""

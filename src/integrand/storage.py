@@ -7,12 +7,13 @@ metadata key and reads it back through :func:`read`, which checks the format and
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, IntegrandError
 
 METADATA_KEY = "integrand"
 
@@ -24,12 +25,19 @@ def write(
     from safetensors.torch import save_file
 
     path = Path(path)
+    if not path.parent.is_dir():
+        raise InputError("path", f"folder {path.parent} does not exist; create it first")
+    if path.is_dir():
+        raise InputError("path", f"{path} is a folder; expected a file name")
     header = {"format": fmt, "version": version, **meta}
-    save_file(
-        {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-        str(path),
-        metadata={METADATA_KEY: json.dumps(header, default=str)},
-    )
+    try:
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            str(path),
+            metadata={METADATA_KEY: json.dumps(header, default=str)},
+        )
+    except OSError as exc:
+        raise InputError("path", f"cannot write {path}: {exc.strerror or exc}") from exc
     return path
 
 
@@ -48,7 +56,14 @@ def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str,
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the caller's input error
         raise InputError("path", f"{path} is not a safetensors file: {exc}") from exc
-    meta = json.loads(raw) if raw is not None else {}
+    try:
+        meta = json.loads(raw) if raw is not None else {}
+    except json.JSONDecodeError as exc:
+        raise InputError("path", f"{path} has malformed integrand metadata (not JSON: {exc})") from None
+    if not isinstance(meta, dict):
+        raise InputError(
+            "path", f"{path} has malformed integrand metadata (a JSON {type(meta).__name__}, not an object)"
+        )
     if meta.get("format") != fmt:
         found = "no integrand metadata" if raw is None else f"it holds {meta.get('format')!r}"
         raise InputError("path", f"{path} is not {what} file ({found})")
@@ -56,3 +71,19 @@ def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str,
         raise InputError("path", f"{path} has format version {meta.get('version')}; this integrand reads {version}")
     del meta["format"], meta["version"]
     return tensors, meta
+
+
+@contextmanager
+def parsing(path: str | Path, what: str) -> Iterator[None]:
+    """Turn a missing or ill-typed metadata field or tensor met while rebuilding a result into an ``InputError``.
+
+    ``what`` names the content ("an integrand result"). Errors of integrand itself pass unchanged.
+    """
+    try:
+        yield
+    except IntegrandError:
+        raise
+    except KeyError as exc:
+        raise InputError("path", f"{path} is not a complete {what} file: {exc.args[0]!r} is missing") from None
+    except (TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise InputError("path", f"{path} holds inconsistent {what} metadata: {exc}") from None

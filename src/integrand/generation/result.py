@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .. import storage
 from ..convergence import relative_error as _relative_error
 from ..errors import InputError, MissingExtraError
 
@@ -81,15 +81,11 @@ class GenerationAttribution:
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
         """Write a ``.safetensors`` file with JSON metadata (no pickle)."""
-        from safetensors.torch import save_file
-
         tensors = {n: getattr(self, n).detach().cpu().clone() for n in _TENSORS if getattr(self, n) is not None}
         tensors["converged"] = tensors["converged"].to(torch.uint8)
         for name, value in self.step_scores.items():
             tensors[f"step_scores/{name}"] = value.detach().cpu().clone()
         meta = {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
             "tokens": list(self.tokens),
             "n_prompt": self.n_prompt,
             "method": self.method,
@@ -100,25 +96,24 @@ class GenerationAttribution:
             "source_groups": self.source_groups,
             "n_encoder": self.n_encoder,
         }
-        path = Path(path)
-        save_file(tensors, str(path), metadata={"integrand": json.dumps(meta, default=str)})
-        return path
+        return storage.write(path, tensors, meta, FORMAT, FORMAT_VERSION)
 
     @classmethod
     def load(cls, path: str | Path) -> GenerationAttribution:
-        from safetensors import safe_open
+        """Read a file written by :meth:`save`."""
+        what = "a GenerationAttribution"
+        stored, meta = storage.read(path, FORMAT, FORMAT_VERSION, what)
+        with storage.parsing(path, what):
+            return cls._from_stored(stored, meta)
 
-        with safe_open(str(path), framework="pt") as fh:
-            raw = (fh.metadata() or {}).get("integrand")
-            meta = json.loads(raw) if raw else {}
-            if meta.get("format") != FORMAT:
-                raise InputError("path", f"{path} is not a GenerationAttribution file")
-            if meta.get("version") != FORMAT_VERSION:
-                raise InputError("path", f"{path} has format version {meta.get('version')}; expected {FORMAT_VERSION}")
-            stored = {k: fh.get_tensor(k) for k in fh.keys()}
+    @classmethod
+    def _from_stored(cls, stored: dict[str, torch.Tensor], meta: dict[str, Any]) -> GenerationAttribution:
         groups = meta["source_groups"]
+        tokens, matrix = tuple(meta["tokens"]), stored["matrix"]
+        if matrix.dim() != 2 or matrix.shape[1] != len(tokens) - 1:
+            raise ValueError(f"the matrix has shape {tuple(matrix.shape)} for {len(tokens)} tokens")
         return cls(
-            tokens=tuple(meta["tokens"]),
+            tokens=tokens,
             n_prompt=int(meta["n_prompt"]),
             step_scores={n: stored[f"step_scores/{n}"] for n in meta["step_scores"]},
             method=meta["method"],
@@ -128,7 +123,7 @@ class GenerationAttribution:
             source_groups=None if groups is None else {k: (int(v[0]), int(v[1])) for k, v in groups.items()},
             converged=stored["converged"].bool(),
             token_ids=stored["token_ids"],
-            matrix=stored["matrix"],
+            matrix=matrix,
             score_input=stored["score_input"],
             score_baseline=stored.get("score_baseline"),
             delta=stored.get("delta"),
