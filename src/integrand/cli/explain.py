@@ -54,6 +54,15 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:
         for result in results:
             result.print()
+    bad = [i for i, r in enumerate(results) if not r.converged]
+    worst = max(r.relative_error for r in results)
+    from ..convergence import DEFAULT_TOL
+
+    tol = f"tol {DEFAULT_TOL if args.steps is not None else args.tol:g}"
+    print(
+        f"completeness: {len(bad)} of {len(results)} texts did not converge at {tol} "
+        f"(max relative error {worst:.3g})" + (f": texts {bad}" if bad else "")
+    )
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
         print(f"json: {args.json.resolve()}")

@@ -54,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
         tol=args.tol,
     )
     print(result.summary())
+    if result.relative_error is not None:
+        bad = int((~result.converged).sum())
+        tol = result.params.get("converged_tol")
+        print(
+            f"completeness: {bad} of {len(result.target_tokens)} target tokens did not converge at tol {tol:g} "
+            f"(max relative error {float(result.relative_error.max()):.3g})"
+        )
     if args.html is not None:
         args.html.write_text(f"<!doctype html><meta charset='utf-8'>{result.to_html()}", encoding="utf-8")
         print(f"html: {args.html.resolve()}")

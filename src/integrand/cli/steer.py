@@ -117,7 +117,8 @@ def _fit(args: argparse.Namespace) -> int:
     if vector.method == "grains" and vector.params.get("median_relative_error") is not None:
         print(
             f"  contrastive IG completeness: median relative error {vector.params['median_relative_error']:.3g}, "
-            f"max {vector.params['max_relative_error']:.3g}"
+            f"max {vector.params['max_relative_error']:.3g}; {vector.params['n_unconverged']} of "
+            f"{vector.n_examples} pairs did not converge at tol {vector.params['converged_tol']:g}"
         )
     if args.strength is not None:
         if not held:
