@@ -115,8 +115,9 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---|---|---|---|")
     for label, r in results.items():
         change = float((r.mean_failed - r.mean_healthy).abs().mean())
-        hit = "yes" if r.missed in r.failed else "no"
-        print(f"| {label} | {change:.3f} | {r.variance_ratio():.2f} | {r.missed} | {hit} | "
+        missed = r.missed or "— (variance fell)"
+        hit = "—" if r.missed is None else "yes" if r.missed in r.failed else "no"
+        print(f"| {label} | {change:.3f} | {r.variance_ratio():.2f} | {missed} | {hit} | "
               f"{r.change_error:.1e}, {r.variance_error:.1e} | {r.variance_pooled_error:+.1e} |")
     names = groups.names
     print("\nAll four sensors fail: shares per group (change share = |IG| share of the mean forecast change)")
