@@ -26,6 +26,16 @@ class ModelError(IntegrandError, RuntimeError):
         super().__init__(f"{argument}: {message}")
 
 
+class QueryError(InputError):
+    """A query over a corpus store was refused or failed: not exactly one read-only statement, or it
+    tried to reach something other than the store's own views. The message names the statement."""
+
+
+class StoreError(InputError):
+    """A corpus store is damaged or unverifiable: a shard differs from the manifest's record, or shards
+    sit in a folder without a manifest. The message names the shard."""
+
+
 class MissingExtraError(IntegrandError, ImportError):
     """An optional dependency is missing; the message names the pip extra to install."""
 
@@ -38,3 +48,6 @@ class MissingExtraError(IntegrandError, ImportError):
 class ConvergenceWarning(UserWarning):
     """A path result missed its completeness tolerance (``integrand.convergence``), or too many of
     the results an aggregate is built on did."""
+
+class StoreWarning(UserWarning):
+    """A resumed corpus run found damaged or foreign shards and recomputes them (named in the message)."""

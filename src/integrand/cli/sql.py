@@ -1,4 +1,8 @@
-"""``integrand sql``: run any SQL over a corpus run's ``attributions`` and ``documents`` views."""
+"""``integrand sql``: one read-only SELECT over a corpus run's ``attributions`` and ``documents`` views.
+
+The result is printed, or written by integrand itself with ``--csv OUT`` / ``--parquet OUT``; SQL can
+neither write nor read files (``COPY``, ``read_csv`` and friends are refused).
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,15 @@ from typing import Any
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("sql", help="run SQL over a corpus run (views: attributions, documents)")
+    p = sub.add_parser("sql", help="run one read-only SELECT over a corpus run (views: attributions, documents)")
     p.add_argument("run_dir", type=Path)
     p.add_argument("query")
-    p.add_argument("--csv", action="store_true", help="print CSV instead of a table")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument(
+        "--csv", nargs="?", const="-", default=None, metavar="OUT", help="write CSV to OUT (default: print CSV)"
+    )
+    out.add_argument("--parquet", type=Path, default=None, metavar="OUT", help="write the result to a Parquet file")
+    p.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest first")
     p.set_defaults(handler=run)
 
 
@@ -46,6 +55,11 @@ def print_table(table: Any, as_csv: bool = False) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..corpus import Corpus
 
-    with Corpus(args.run_dir) as corpus:
-        print_table(corpus.sql(args.query), as_csv=args.csv)
+    with Corpus(args.run_dir, verify=args.verify) as corpus:
+        if args.parquet is not None or args.csv not in (None, "-"):
+            fmt, out = ("parquet", args.parquet) if args.parquet is not None else ("csv", Path(args.csv))
+            rows = corpus.export(args.query, out, fmt=fmt)
+            print(f"{rows} rows -> {out}")
+        else:
+            print_table(corpus.sql(args.query), as_csv=args.csv == "-")
     return 0

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import InputError
-from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, chunk_done, process_chunk
+from .integrity import SHARDS, Recorder, discard, plan_resume, refuse_orphans
+from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, process_chunk
 from .sources import Document, load_documents
 
 FORMAT = "integrand.corpus"
@@ -39,6 +40,7 @@ class RunSummary:
     written: int
     skipped: int
     seconds: float
+    repaired: tuple[str, ...] = ()
 
     @property
     def rows_per_second(self) -> float:
@@ -135,6 +137,7 @@ def run(
     workers: int = 2,
     cpus_per_worker: float = 0.5,
     progress: bool = True,
+    rebuild: bool = False,
 ) -> RunSummary:
     """Attribute every row of ``dataset`` with ``explainer`` (a ``TextExplainer``) into ``out``.
 
@@ -147,6 +150,11 @@ def run(
         workers, cpus_per_worker: Ray actor pool size and CPUs reserved per actor (fractional values
             leave CPU for Ray's read tasks on small machines).
         progress: show a progress bar with rows/s and ETA.
+        rebuild: discard whatever store ``out`` holds (manifest and shards) and start over; needed when
+            shards sit there without a manifest, which cannot be verified.
+
+    On resume every recorded shard is checked against the manifest (size, row count, sha256); damaged or
+    foreign shards are named in a ``StoreWarning`` and recomputed, never counted as done.
     """
     settings = settings or ExplainSettings()
     if engine not in ENGINES:
@@ -169,23 +177,25 @@ def run(
         "chunks": len(chunks),
         "fingerprint": _fingerprint(docs),
         "versions": _versions(),
+        SHARDS: {},
     }
     start = time.perf_counter()
     with _exclusive(out):
+        if rebuild:
+            discard(out, MANIFEST)
         if (out / MANIFEST).exists():
             old = read_manifest(out)
             keys = ("model", "settings", "columns", "chunk_docs", "fingerprint")
             changed = [k for k in keys if old.get(k) != manifest[k]]
             if changed:
                 raise InputError("out", f"{out} holds a different run (differs in {changed}); use a new folder")
+            manifest = old
         else:
-            tmp = out / f".{MANIFEST}.tmp"
-            tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-            os.replace(tmp, out / MANIFEST)
+            refuse_orphans(out)
         (out / TOKENS_DIR).mkdir(exist_ok=True)
         (out / DOCUMENTS_DIR).mkdir(exist_ok=True)
-        pending = [k for k in range(len(chunks)) if not chunk_done(out, k)]
-        with _progress(len(docs), progress) as bar:
+        pending, repaired = plan_resume(out, manifest, len(chunks))
+        with _progress(len(docs), progress) as bar, Recorder(out, manifest, pending, MANIFEST) as recorder:
             task = None if bar is None else bar.add_task("run", total=len(docs), rate=0.0)
             done_before = len(docs) - sum(len(chunks[k]) for k in pending)
             if bar is not None:
@@ -202,6 +212,7 @@ def run(
                 )
             for n in completed:
                 finished += n
+                recorder.note()
                 if bar is not None:
                     elapsed = time.perf_counter() - start
                     bar.update(task, completed=finished, rate=(finished - done_before) / max(elapsed, 1e-9))
@@ -212,4 +223,5 @@ def run(
         written=len(pending),
         skipped=len(chunks) - len(pending),
         seconds=time.perf_counter() - start,
+        repaired=tuple(repaired),
     )

@@ -3,22 +3,40 @@
 Views: ``attributions`` (one row per token, with ``score``) and ``documents`` (one row per
 document). Class attribution of a token is its attribution in documents explained for that
 class; ``idf`` = ln(N / df) over the documents that have tokens.
+
+Queries are read-only and confined to the store: the views are Arrow datasets over the shard files
+named explicitly (never a glob), registered before DuckDB's external access is switched off and its
+configuration locked; extensions are never installed or loaded; exactly one SELECT statement runs.
+Results leave the store only through ``Corpus.export``, which integrand writes itself.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from ..errors import InputError, MissingExtraError
+from ..errors import InputError, MissingExtraError, QueryError
+from .integrity import store_files
 from .run import read_manifest
 from .shards import DOCUMENTS_DIR, TOKENS_DIR
 
 LEVELS = {"token": "token", "word": "word"}
 AGGREGATES = ("mean", "sum")
 GROUPINGS = {"predicted": "predicted_label", "gold": "gold_label", "target": "target_label"}
+VIEWS = {"attributions": TOKENS_DIR, "documents": DOCUMENTS_DIR}
+EXPORTS = ("csv", "parquet")
+# Settings fixed before the configuration is locked: no extension is fetched or loaded, no Python
+# variable is scanned by name, and (set last) no file outside the registered shards can be reached.
+_LOCKDOWN = {
+    "threads": 1,
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "python_enable_replacements": False,
+}
 
 
 @dataclass(frozen=True)
@@ -44,20 +62,41 @@ def _duckdb() -> Any:
     return duckdb
 
 
-class Corpus:
-    """Open a run folder written by ``integrand.run`` (read-only; nothing is copied)."""
+def _brief(query: str) -> str:
+    flat = " ".join(query.split())
+    return repr(flat if len(flat) <= 80 else flat[:77] + "...")
 
-    def __init__(self, path: str | Path) -> None:
+
+def _connect(files: dict[str, list[Path]]) -> Any:
+    """A DuckDB connection that sees the shard files as views and can reach nothing else."""
+    duckdb = _duckdb()
+    try:
+        import pyarrow.dataset as ds
+    except ImportError:
+        raise MissingExtraError("pyarrow", "store") from None
+    con = duckdb.connect(":memory:", config=dict(_LOCKDOWN))
+    for view, sub in VIEWS.items():
+        con.register(view, ds.dataset([str(p.resolve()) for p in files[sub]], format="parquet"))
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    return con
+
+
+class Corpus:
+    """Open a run folder written by ``integrand.run`` (read-only; nothing is copied).
+
+    Opening checks every served shard against the manifest's record (size and row count; its sha256 too
+    with ``verify=True``) and raises ``StoreError`` naming any that differ.
+    """
+
+    def __init__(self, path: str | Path, *, verify: bool = False) -> None:
         self.path = Path(path)
         self.manifest = read_manifest(self.path)
-        for sub in (TOKENS_DIR, DOCUMENTS_DIR):
-            if not any((self.path / sub).glob("part-*.parquet")):
+        files = store_files(self.path, self.manifest, verify=verify)
+        for sub in VIEWS.values():
+            if not files[sub]:
                 raise InputError("path", f"{self.path} has no {sub} shards yet; run it first")
-        self.con = _duckdb().connect(":memory:")
-        self.con.execute("SET threads TO 1")
-        for view, sub in (("attributions", TOKENS_DIR), ("documents", DOCUMENTS_DIR)):
-            pattern = str((self.path / sub / "part-*.parquet").resolve()).replace("'", "''")
-            self.con.execute(f"CREATE VIEW {view} AS SELECT * FROM read_parquet('{pattern}')")
+        self.con = _connect(files)
 
     def close(self) -> None:
         self.con.close()
@@ -68,14 +107,79 @@ class Corpus:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def sql(self, query: str, params: Sequence[Any] | None = None) -> Table:
-        """Run any SQL over the views ``attributions`` and ``documents``."""
+    def _execute(self, query: str, params: Sequence[Any] | None) -> Any:
+        duckdb = _duckdb()
+        if not isinstance(query, str):
+            raise QueryError("query", f"expected SQL text, got {type(query).__name__}")
         try:
-            cursor = self.con.execute(query, list(params or []))
-        except _duckdb().Error as exc:
-            raise InputError("query", str(exc).splitlines()[0]) from None
+            statements = self.con.extract_statements(query)
+        except duckdb.Error as exc:
+            raise QueryError("query", f"{_brief(query)}: {str(exc).splitlines()[0]}") from None
+        if len(statements) != 1:
+            raise QueryError("query", f"{_brief(query)}: expected exactly one statement, got {len(statements)}")
+        kind = statements[0].type
+        if kind != duckdb.StatementType.SELECT:
+            raise QueryError(
+                "query", f"{_brief(query)}: only a read-only SELECT is allowed, not a {kind.name} statement"
+            )
+        try:
+            return self.con.execute(query, list(params or []))
+        except duckdb.PermissionException as exc:
+            raise QueryError(
+                "query",
+                f"{_brief(query)}: queries may read only the views {sorted(VIEWS)} ({str(exc).splitlines()[0]})",
+            ) from None
+        except duckdb.Error as exc:
+            raise QueryError("query", f"{_brief(query)}: {str(exc).splitlines()[0]}") from None
+
+    def sql(self, query: str, params: Sequence[Any] | None = None) -> Table:
+        """Run one read-only SELECT over the views ``attributions`` and ``documents``.
+
+        Anything else (a second statement, COPY, ATTACH, INSTALL, SET, reading files such as
+        ``read_text``/``read_csv``) raises ``QueryError``. Use ``export`` to write a result to a file.
+        """
+        cursor = self._execute(query, params)
         columns = tuple(d[0] for d in cursor.description or [])
         return Table(columns, tuple(tuple(r) for r in cursor.fetchall()))
+
+    def export(self, query: str, out: str | Path, *, fmt: str, params: Sequence[Any] | None = None) -> int:
+        """Write the result of ``query`` to ``out`` as "csv" or "parquet" (streamed; atomic); returns the rows.
+
+        The query runs first, so a refused or failing query writes nothing.
+        """
+        if fmt not in EXPORTS:
+            raise InputError("fmt", f"expected one of {list(EXPORTS)}, got {fmt!r}")
+        out = Path(out)
+        if not out.parent.is_dir():
+            raise InputError("out", f"no such folder: {out.parent}")
+        if out.is_dir():
+            raise InputError("out", f"{out} is a folder; expected a file name")
+        cursor = self._execute(query, params)
+        stream = getattr(cursor, "to_arrow_reader", None) or cursor.fetch_record_batch
+        reader = stream(64 * 1024)
+        tmp = out.with_name(f".{out.name}.tmp")
+        rows = 0
+        try:
+            if fmt == "csv":
+                import pyarrow.csv as pcsv
+
+                with pcsv.CSVWriter(tmp, reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+            else:
+                import pyarrow.parquet as pq
+
+                with pq.ParquetWriter(tmp, reader.schema) as writer:
+                    for batch in reader:
+                        writer.write_batch(batch)
+                        rows += batch.num_rows
+            os.replace(tmp, out)
+        except OSError as exc:
+            raise InputError("out", f"cannot write {out}: {exc.strerror or exc}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+        return rows
 
     def classes(self, by: str = "predicted") -> list[str]:
         column = self._grouping(by)
@@ -98,15 +202,17 @@ class Corpus:
         if level not in LEVELS:
             raise InputError("level", f"expected one of {list(LEVELS)}, got {level!r}")
         unit = LEVELS[level]
-        # Per (document, unit): summed attribution and count; then document frequency over the corpus.
+        # Per (document, explained label, unit): summed attribution and count (a multi-label run explains a
+        # document once per label); then document frequency over the corpus.
         return f"""
             units AS (
                 SELECT doc_id, lower({unit}) AS unit, sum(score) AS score, count(*) AS n,
                        any_value(predicted_label) AS predicted_label, any_value(gold_label) AS gold_label,
-                       any_value(target_label) AS target_label
-                FROM attributions WHERE NOT special AND {unit} IS NOT NULL GROUP BY doc_id, lower({unit})),
+                       target_label
+                FROM attributions WHERE NOT special AND {unit} IS NOT NULL
+                GROUP BY doc_id, target_label, lower({unit})),
             ndocs AS (SELECT count(DISTINCT doc_id) AS n FROM units),
-            df AS (SELECT unit, count(*) AS df FROM units GROUP BY unit)"""
+            df AS (SELECT unit, count(DISTINCT doc_id) AS df FROM units GROUP BY unit)"""
 
     def top(
         self,
