@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 from torch import nn
 
-from .checks import training_allowed
+from .checks import check_call, training_allowed
 from .errors import InputError, ModelError
 from .groups import Groups, flatten
 from .inputs import Inputs, InputSet, as_input_set, call_model, gather_kwargs
@@ -153,6 +153,7 @@ def _combine(
 
 
 def _predict(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Any) -> torch.Tensor:
+    check_call(model, inputs, forward_kwargs)  # before the first forward pass: no train-mode BatchNorm update
     example = torch.arange(inputs.batch, device=inputs.device)
     with torch.no_grad():
         return call_model(model, inputs, inputs.tensors, gather_kwargs(forward_kwargs, inputs.batch, example)).detach()
