@@ -49,5 +49,6 @@ class ConvergenceWarning(UserWarning):
     """A path result missed its completeness tolerance (``integrand.convergence``), or too many of
     the results an aggregate is built on did."""
 
+
 class StoreWarning(UserWarning):
     """A resumed corpus run found damaged or foreign shards and recomputes them (named in the message)."""
