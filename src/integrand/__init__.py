@@ -6,7 +6,16 @@ from . import circuits, concepts, groups, lfa, metrics, neighbourhoods, profiles
 from .baselines import gaussian_blur
 from .concepts import ConceptAttribution, concept_attribution
 from .corpus import Corpus, run
-from .errors import ConvergenceWarning, InputError, IntegrandError, MissingExtraError, ModelError
+from .errors import (
+    ConvergenceWarning,
+    InputError,
+    IntegrandError,
+    MissingExtraError,
+    ModelError,
+    QueryError,
+    StoreError,
+    StoreWarning,
+)
 from .generation import GenerationAttribution, GenerationExplainer, comprehension
 from .groups import GroupAttribution, Groups, attribute_groups, modality_shares
 from .methods import attribute, integrated_gradients, methods
@@ -59,6 +68,9 @@ __all__ = [
     "IntegrandError",
     "MissingExtraError",
     "ModelError",
+    "QueryError",
+    "StoreError",
+    "StoreWarning",
     "RULES",
     "Rule",
     "attribute",
