@@ -337,3 +337,25 @@ def test_gauss_legendre_matches_numpy_where_numpy_is_accurate() -> None:
         nodes, weights = np.polynomial.legendre.leggauss(n)
         np.testing.assert_allclose(rule.nodes, (nodes + 1) / 2, rtol=0, atol=1e-15)
         np.testing.assert_allclose(rule.weights, weights / 2, rtol=1e-10, atol=0)
+
+
+def test_generation_and_steering_refuse_train_mode_without_touching_the_model() -> None:
+    from integrand.generation import GenerationExplainer
+    from integrand.steering import fit
+    from tests.reference.generation_oracle import tiny_lm
+    from tests.test_steering_models import tiny_gpt2, word_tokenizer
+
+    model, tok = tiny_lm("gpt2")
+    model.train()
+    state = ModelState(model)
+    with pytest.raises(ModelError, match="training mode") as info:
+        GenerationExplainer(model, tok)("the cat sat on", max_new_tokens=2, steps=4)
+    assert info.value.argument == "model"
+    state.assert_unchanged()
+
+    tok = word_tokenizer(add_bos=False)
+    lm = tiny_gpt2(len(tok)).train()
+    state = ModelState(lm)
+    with pytest.raises(ModelError, match="training mode"):
+        fit(lm, tok, [("the capital of france is", "paris", "rome")], layers=[0], k=1, steps=4)
+    state.assert_unchanged()

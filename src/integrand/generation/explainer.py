@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence, overload
 
 import torch
 
+from ..checks import check_model
 from ..convergence import DEFAULT_TOL
 from ..errors import InputError, ModelError
 from ..quadrature import make_rule
@@ -282,6 +283,7 @@ class GenerationExplainer:
         fixed: int | str | None = None,
         gradient_mode: str = "auto",
     ) -> list[GenerationAttribution]:
+        check_model(self.model)
         if method not in METHODS:
             raise InputError("method", f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
         check_gradient_mode(gradient_mode, method)

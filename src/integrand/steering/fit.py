@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from ..checks import check_model
 from ..convergence import DEFAULT_TOL, summarize
 from ..errors import ConvergenceWarning, InputError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
@@ -170,6 +171,7 @@ def fit(
     if method == "mean-diff" and variant != "both":
         raise InputError("variant", "mean-diff has one direction; variant applies to GrAInS only")
     chosen = check_layers(model, layers)
+    check_model(model)
     if method == "grains" and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
         raise InputError("k", f"expected an integer >= 1, got {k!r}")
     encoder = Encoder(model, tokenizer, baseline=baseline, add_bos=add_bos)
