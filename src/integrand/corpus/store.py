@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -156,7 +157,9 @@ class Corpus:
             raise InputError("out", f"{out} is a folder; expected a file name")
         cursor = self._execute(query, params)
         stream = getattr(cursor, "to_arrow_reader", None) or cursor.fetch_record_batch
-        reader = stream(64 * 1024)
+        with warnings.catch_warnings():  # DuckDB 2 notes that a DB-API cursor's Arrow output copies the rows
+            warnings.simplefilter("ignore", UserWarning)
+            reader = stream(64 * 1024)
         tmp = out.with_name(f".{out.name}.tmp")
         rows = 0
         try:
