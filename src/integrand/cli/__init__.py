@@ -2,6 +2,10 @@
 
 A command module defines ``add_parser(subparsers) -> None``, which registers its parser and
 sets ``handler=run`` as a default; ``run(args) -> int`` imports anything heavy lazily.
+
+Exit codes: 0 success, 2 bad input (one line ``integrand: error: <argument>: <what was expected>``,
+from argparse or any :class:`~integrand.errors.IntegrandError`), 1 an internal error (one line and a
+hint to rerun with ``--debug``, which shows the traceback instead), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -12,13 +16,15 @@ import sys
 from typing import Sequence
 
 from ..errors import IntegrandError
+from .options import Parser, UsageError
 
-COMMANDS: tuple[str, ...] = ("demo", "serve", "explain", "run", "cues", "sql", "generate", "steer")
+COMMANDS: tuple[str, ...] = ("demo", "serve", "explain", "train", "run", "cues", "sql", "generate", "steer")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="integrand", description="Faithful, error-controlled attribution for PyTorch."
+    parser = Parser(prog="integrand", description="Faithful, error-controlled attribution for PyTorch.")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of an internal error (accepted anywhere on the line)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name in COMMANDS:
@@ -26,13 +32,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(line: str) -> None:
+    # Lone surrogates (non-UTF-8 input echoed back) are escaped so that printing cannot fail.
+    print(f"integrand: {line}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    end = argv.index("--") if "--" in argv else len(argv)
+    debug = "--debug" in argv[:end]
+    argv = [a for a in argv[:end] if a != "--debug"] + argv[end:]
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        _say(f"error: {exc.line}")
+        return 2
     try:
         return int(args.handler(args))
     except IntegrandError as exc:
-        print(f"integrand: error: {exc}", file=sys.stderr)
+        _say(f"error: {exc}")
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _say("interrupted")
+        return 130
+    except Exception as exc:
+        if debug:
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        _say(f"internal error: {type(exc).__name__}: {detail} (rerun with --debug for the traceback)")
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

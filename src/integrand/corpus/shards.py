@@ -9,6 +9,7 @@ from typing import Any, Sequence
 
 from ..errors import IntegrandError, MissingExtraError
 from .sources import Document
+from .targets import Planned, plan
 
 TOKENS_DIR = "tokens"
 DOCUMENTS_DIR = "documents"
@@ -16,9 +17,15 @@ DOCUMENTS_DIR = "documents"
 
 @dataclass(frozen=True)
 class ExplainSettings:
-    """What each document is attributed with (recorded in the manifest; part of the run's identity)."""
+    """What each document is attributed with (recorded in the manifest; part of the run's identity).
+
+    ``target``: a label name or index, None or "predicted" (each document's predicted label), or "gold"
+    (each document's own label); ``threshold``: the probability from which a multi-label model predicts a
+    label (see ``integrand.corpus.targets`` for the row groups of multi-label runs).
+    """
 
     target: str | int | None = None
+    threshold: float = 0.5
     method: str = "ig"
     baseline: str | int = "pad"
     steps: int | None = None
@@ -39,11 +46,11 @@ def shard_name(chunk: int) -> str:
     return f"part-{chunk:06d}.parquet"
 
 
-def _explain(explainer: Any, docs: Sequence[Document], settings: ExplainSettings) -> list[Any]:
+def _explain(explainer: Any, work: Sequence[Planned], settings: ExplainSettings) -> list[Any]:
     return list(
         explainer(
-            [d.text for d in docs],
-            target=settings.target,
+            [p.doc.text for p in work],
+            target=[p.target for p in work],
             method=settings.method,
             baseline=settings.baseline,
             steps=settings.steps,
@@ -56,31 +63,42 @@ def _explain(explainer: Any, docs: Sequence[Document], settings: ExplainSettings
 def attribute_documents(
     explainer: Any, docs: Sequence[Document], settings: ExplainSettings
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Token rows and document rows for ``docs``; empty or failing documents are kept and flagged."""
+    """Token rows and document rows for ``docs``; empty or failing documents are kept and flagged.
+
+    A document gives one row group per label it is explained for (``integrand.corpus.targets``).
+    """
     todo = [d for d in docs if d.text.strip()]
-    results: dict[str, Any] = {}
-    errors: dict[str, str] = {}
-    if todo:
+    planned = plan(explainer, todo, settings.target, settings.threshold) if todo else []
+    work = [p for p in planned if p.attribute]
+    results: dict[int, Any] = {}
+    errors: dict[int, str] = {}
+    if work:
         try:
-            results = dict(zip((d.doc_id for d in todo), _explain(explainer, todo, settings)))
+            results = dict(enumerate(_explain(explainer, work, settings)))
         except IntegrandError:
             # One bad text must not sink its batch: retry one by one and record what failed.
-            for d in todo:
+            for i, p in enumerate(work):
                 try:
-                    results[d.doc_id] = _explain(explainer, [d], settings)[0]
+                    results[i] = _explain(explainer, [p], settings)[0]
                 except IntegrandError as exc:
-                    errors[d.doc_id] = str(exc)
+                    errors[i] = str(exc)
+    slot = {id(p): i for i, p in enumerate(work)}
+    groups: dict[str, list[Planned]] = {}
+    for p in planned:
+        groups.setdefault(p.doc.doc_id, []).append(p)
+    multi = bool(getattr(explainer, "multi_label", False))
     tokens: list[dict[str, Any]] = []
     documents: list[dict[str, Any]] = []
-    for d in docs:
-        r = results.get(d.doc_id)
+    rows = [(doc, p) for doc in docs for p in groups.get(doc.doc_id, [Planned(doc, None, doc.label, attribute=False)])]
+    for d, p in rows:
+        r = results.get(slot[id(p)]) if id(p) in slot else None
         row: dict[str, Any] = {
             "doc_id": d.doc_id,
             "text": d.text,
-            "gold_label": d.label,
+            "gold_label": p.gold_label,
             "empty": not d.text.strip(),
-            "error": errors.get(d.doc_id),
-            "predicted_label": None,
+            "error": p.error or (errors.get(slot[id(p)]) if id(p) in slot else None),
+            "predicted_label": p.predicted_label,
             "target_label": None,
             "probabilities": None,
             "score_input": None,
@@ -92,9 +110,12 @@ def attribute_documents(
             "n_tokens": 0,
         }
         if r is not None:
-            probs = [float(p) for p in r.probabilities.tolist()]
+            probs = [float(x) for x in r.probabilities.tolist()]
+            predicted = r.predicted
+            if multi:  # the row group's label if the model predicts it, else null
+                predicted = r.target if probs[list(r.labels).index(r.target)] >= settings.threshold else None
             row.update(
-                predicted_label=r.predicted,
+                predicted_label=predicted,
                 target_label=r.target,
                 probabilities=probs,
                 score_input=float(r.score_input),
@@ -117,9 +138,9 @@ def attribute_documents(
                         "word": None if word_id is None else r.words[word_id],
                         "special": bool(specials[pos]),
                         "score": float(scores[pos]),
-                        "predicted_label": r.predicted,
+                        "predicted_label": predicted,
                         "target_label": r.target,
-                        "gold_label": d.label,
+                        "gold_label": p.gold_label,
                         "probabilities": probs,
                         "relative_error": float(r.relative_error),
                     }
@@ -191,4 +212,23 @@ def process_chunk(explainer: Any, out: Path, chunk: int, docs: Sequence[Document
     """Attribute and write one chunk; returns the number of documents."""
     tokens, documents = attribute_documents(explainer, docs, settings)
     write_chunk(out, chunk, tokens, documents)
-    return len(documents)
+    return len(docs)
+
+
+def failures(out: Path) -> tuple[int, int, str | None]:
+    """(documents with text that got no attribution, documents with text, the first error) over the store."""
+    _, pq = _pyarrow()
+    ok: set[str] = set()
+    failed: dict[str, str | None] = {}
+    for path in sorted((out / DOCUMENTS_DIR).glob("part-*.parquet")):
+        table = pq.read_table(path, columns=["doc_id", "empty", "error", "n_tokens", "predicted_label"])
+        for row in table.to_pylist():
+            if row["empty"]:
+                continue
+            if row["error"] is None and (row["n_tokens"] or row["predicted_label"] is not None):
+                ok.add(row["doc_id"])
+            else:
+                failed.setdefault(row["doc_id"], row["error"])
+    bad = [d for d in failed if d not in ok]
+    first = next((failed[d] for d in bad if failed[d]), None)
+    return len(bad), len(ok | set(failed)), first

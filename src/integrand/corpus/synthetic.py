@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
+
+from ..errors import InputError
 
 CUES: dict[str, tuple[str, ...]] = {
     "sports": ("goal", "coach", "stadium", "league"),
     "finance": ("stock", "profit", "investor", "dividend"),
     "health": ("doctor", "symptom", "clinic", "vaccine"),
+    # A class the embedded models know nothing about: only a model trained on the corpus finds its cues.
+    "logistics": ("shipment", "warehouse", "freight", "pallet"),
 }
 FILLER = tuple(
     """the a of and to in is was it for on with as at by this that from or be are we they you he she today
@@ -25,18 +29,37 @@ FILLER = tuple(
 PAD, UNK = 0, 1
 
 
-def make_corpus(n: int, seed: int = 0, noise: float = 0.1) -> list[dict[str, Any]]:
-    """``n`` records ``{"id", "text", "label"}``: filler words plus one to three cues of the label's class."""
+def make_corpus(
+    n: int,
+    seed: int = 0,
+    noise: float = 0.1,
+    classes: Sequence[str] | None = None,
+    multi_label: float = 0.0,
+) -> list[dict[str, Any]]:
+    """``n`` records ``{"id", "text", "label"}``: filler words plus one to three cues of the label's class.
+
+    ``classes``: which classes of ``CUES`` to use (default all, cycled in sorted order). ``noise``: share of
+    documents that also get one cue of another class (their label does not change). ``multi_label``: share
+    of documents that get a second class with its own cues; their label is ``"a|b"`` (sorted).
+    """
     rng = random.Random(seed)
-    classes = sorted(CUES)
+    names = sorted(CUES) if classes is None else sorted(classes)
+    unknown = [c for c in names if c not in CUES]
+    if unknown or len(names) < 2:
+        raise InputError("classes", f"expected two or more of {sorted(CUES)}, got {list(names)}")
     rows = []
     for i in range(n):
-        label = classes[i % len(classes)]
+        label = names[i % len(names)]
         words = [rng.choice(FILLER) for _ in range(rng.randint(6, 14))]
         for _ in range(rng.randint(1, 3)):
             words.insert(rng.randrange(len(words) + 1), rng.choice(CUES[label]))
-        if rng.random() < noise:
-            other = rng.choice([c for c in classes if c != label])
+        if multi_label and rng.random() < multi_label:
+            second = rng.choice([c for c in names if c != label])
+            for _ in range(rng.randint(1, 2)):
+                words.insert(rng.randrange(len(words) + 1), rng.choice(CUES[second]))
+            label = "|".join(sorted((label, second)))
+        elif rng.random() < noise:
+            other = rng.choice([c for c in names if c != label])
             words.insert(rng.randrange(len(words) + 1), rng.choice(CUES[other]))
         rows.append({"id": f"doc{i:05d}", "text": " ".join(words), "label": label})
     return rows
