@@ -21,10 +21,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..adaptive import NOISE_ULPS
-from ..convergence import DEFAULT_TOL, noise_floor, relative_error, warn_unconverged, within_tolerance
+from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..errors import InputError, ModelError
 from ..quadrature import make_rule
+from .completeness import endpoints, judge
 from .components import (
     KINDS,
     Component,
@@ -295,52 +295,6 @@ def _ig(
     return scores, sums, magnitudes
 
 
-def _adder(shift: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    return lambda a: a + shift.to(a.dtype)
-
-
-def _endpoints(run: _Runner, corrupted: _Batch, jobs: Sequence[_Job], copies: int) -> list[float]:
-    """The metric with each path's whole shift applied (its alpha = 1 end), ``copies`` paths per pass."""
-    n = corrupted.n
-    out: list[float] = []
-    for start in range(0, len(jobs), copies):
-        chunk = jobs[start : start + copies]
-        shifts: dict[Site, torch.Tensor] = {}
-        for j, job in enumerate(chunk):
-            if job.site not in shifts:
-                shifts[job.site] = job.delta.new_zeros((len(chunk) * n, *job.delta.shape[1:]))
-            shifts[job.site][j * n : (j + 1) * n] = job.delta
-
-        with torch.no_grad(), intervene(run.model, run.layout, {s: _adder(t) for s, t in shifts.items()}):
-            out += [float(v) for v in run.values(corrupted, len(chunk))]
-    return out
-
-
-def _judge(
-    jobs: Sequence[_Job],
-    labels: Sequence[str],
-    sums: Sequence[float],
-    magnitudes: Sequence[float],
-    ends: Sequence[float],
-    m_corr: float,
-    n_comps: int,
-    tol: float | None,
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """Per component: its path's relative completeness error and flag; and the paths that missed ``tol``."""
-    total = torch.tensor([e - m_corr for e in ends], dtype=torch.float64)
-    delta = total - torch.tensor(list(sums), dtype=torch.float64)
-    magnitude = torch.tensor(list(magnitudes), dtype=torch.float64) + abs(m_corr) + torch.tensor(list(ends)).abs()
-    ok = within_tolerance(delta, total, tol, 0.0, noise_floor(magnitude, torch.float32, NOISE_ULPS))
-    rel = relative_error(delta, total)
-    rel_per = torch.zeros(n_comps, dtype=torch.float64)
-    ok_per = torch.ones(n_comps, dtype=torch.bool)
-    for j, job in enumerate(jobs):
-        rel_per[list(job.comps)] = rel[j]
-        ok_per[list(job.comps)] = bool(ok[j])
-    bad = [label for label, good in zip(labels, ok.tolist()) if not good]
-    return rel_per, ok_per, bad
-
-
 def patching(
     model: torch.nn.Module,
     clean: Inputs,
@@ -438,9 +392,9 @@ def patching(
                 _part(c, mask).copy_(_part(c, deltas[c.site]))
                 jobs.append(_Job(c.site, mask, (i,)))
         scores, sums, magnitudes = _ig(run, rb, comps, deltas, jobs, quad.nodes, quad.weights, copies)
-        ends = _endpoints(run, rb, jobs, copies)
+        ends = endpoints(run, rb, jobs, copies)
         labels = [comps[j.comps[0]].name if ig_path == "component" else f"{j.site[0]}.{j.site[1]}" for j in jobs]
-        rel_error, converged, bad = _judge(jobs, labels, sums, magnitudes, ends, m_corr, len(comps), tol)
+        rel_error, converged, bad = judge(jobs, labels, sums, magnitudes, ends, m_corr, len(comps), tol)
         warn_unconverged(f"ig patching: the paths of {ig_path}s", bad, tol, stacklevel=3)
         params.update(steps=steps, rule=rule, ig_path=ig_path, converged_tol=DEFAULT_TOL if tol is None else tol)
     return PatchingResult(
