@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from .options import output_dir, port
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("demo", help="explain the embedded default models and write an HTML report")
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the report and saved results")
+    p.add_argument("--out", type=output_dir, default="out/demo", help="folder for the report and saved results")
     p.add_argument("--sections", nargs="*", default=None, help="run only these sections (default: all)")
     p.add_argument("--serve", action="store_true", help="then open the results in the local viewer (127.0.0.1)")
-    p.add_argument("--port", type=int, default=8765, help="viewer port with --serve")
+    p.add_argument("--port", type=port, default=8765, help="viewer port with --serve")
     p.set_defaults(handler=run)
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
+
+from .options import int_or_name, output_file, positive_int, positive_number
 
 DEFAULT_MODEL = "toxicity"
 
@@ -22,18 +23,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--method", default="ig", help="attribution method (default: ig)")
     p.add_argument("--baseline", default="pad", help="pad (default), mask, unk, zero, or a token id")
     p.add_argument("--score", default="logit", choices=["logit", "probability", "log-probability"])
-    p.add_argument("--tol", type=float, default=1e-3, help="relative completeness tolerance (default 1e-3)")
-    p.add_argument("--steps", type=int, default=None, help="fixed number of integration points instead of --tol")
-    p.add_argument("--html", type=Path, default=None, help="write an HTML report here")
-    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here")
+    p.add_argument("--tol", type=positive_number, default=1e-3, help="relative completeness tolerance (default 1e-3)")
+    p.add_argument("--steps", type=positive_int, help="fixed number of integration points instead of --tol")
+    p.add_argument("--html", type=output_file, default=None, help="write an HTML report here")
+    p.add_argument("--json", type=output_file, default=None, help="write the results as JSON here")
     p.add_argument("--quiet", action="store_true", help="do not print the coloured view")
     p.set_defaults(handler=run)
-
-
-def _label(value: str | None) -> int | str | None:
-    if value is None:
-        return None
-    return int(value) if value.lstrip("-").isdigit() else value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
     from ..viz.html import STYLE
 
     explainer = TextExplainer.from_pretrained(args.model)
-    baseline: int | str = int(args.baseline) if args.baseline.isdigit() else args.baseline
+    baseline = int_or_name(args.baseline)
     results = explainer(
         list(args.texts),
-        target=_label(args.target),
+        target=None if args.target is None else int_or_name(args.target),
         method=args.method,
         baseline=baseline,
         score=args.score,

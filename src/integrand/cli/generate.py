@@ -3,24 +3,25 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
+
+from .options import model_dir, output_file, positive_int, positive_number
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("generate", help="attribute each generated token of a causal LM to the tokens before it")
     p.add_argument("prompt", help="the prompt text")
-    p.add_argument("--model", default=None, help="a local model folder (default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="greedy tokens to generate (default 8)")
+    p.add_argument("--model", type=model_dir, help="a local model folder (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="greedy tokens to generate (default 8)")
     p.add_argument("--target", default=None, help="force this continuation instead of generating")
     p.add_argument("--contrast", default=None, help="contrastive foil: attribute log P(target) - log P(contrast)")
     p.add_argument(
         "--method", default="integrated_gradients", help="integrated_gradients, saliency or input_x_gradient"
     )
-    p.add_argument("--steps", type=int, default=None, help="fixed Gauss-Legendre steps (default: error control)")
-    p.add_argument("--tol", type=float, default=None, help="relative completeness tolerance per target token")
-    p.add_argument("--html", type=Path, default=None, help="write the token x token heatmap here")
-    p.add_argument("--save", type=Path, default=None, help="write the result (.safetensors) here")
+    p.add_argument("--steps", type=positive_int, help="fixed Gauss-Legendre steps (default: error control)")
+    p.add_argument("--tol", type=positive_number, default=None, help="relative completeness tolerance per target token")
+    p.add_argument("--html", type=output_file, default=None, help="write the token x token heatmap here")
+    p.add_argument("--save", type=output_file, default=None, help="write the result (.safetensors) here")
     p.set_defaults(handler=run)
 
 
@@ -39,11 +40,16 @@ def run(args: argparse.Namespace) -> int:
             from ..errors import MissingExtraError
 
             raise MissingExtraError("transformers", "text") from exc
-        config = AutoConfig.from_pretrained(args.model)
-        loader = AutoModelForSeq2SeqLM if bool(getattr(config, "is_encoder_decoder", False)) else AutoModelForCausalLM
-        model = loader.from_pretrained(args.model)
+        try:
+            config = AutoConfig.from_pretrained(args.model)
+            seq2seq = bool(getattr(config, "is_encoder_decoder", False))
+            model = (AutoModelForSeq2SeqLM if seq2seq else AutoModelForCausalLM).from_pretrained(args.model)
+            tokenizer = AutoTokenizer.from_pretrained(args.model)
+        except (OSError, ValueError, KeyError) as exc:
+            from ..errors import InputError
+
+            raise InputError("--model", f"cannot load {args.model!r}: {' '.join(str(exc).split())[:200]}") from exc
         model.eval()
-        tokenizer = AutoTokenizer.from_pretrained(args.model)
     result = GenerationExplainer(model, tokenizer)(
         args.prompt,
         max_new_tokens=args.max_new_tokens,

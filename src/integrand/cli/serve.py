@@ -6,11 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .options import port
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="browse saved results and corpus runs in a local web viewer (read-only)")
     p.add_argument("results_dir", type=Path, help="folder with *.safetensors results, corpus runs and HTML reports")
-    p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    p.add_argument("--port", type=port, default=8765, help="port (default 8765)")
     p.add_argument(
         "--host",
         default="127.0.0.1",

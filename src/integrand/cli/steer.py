@@ -7,6 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from .options import int_or_name, output_file, positive_int, positive_number
+
 DEFAULT_MODEL = "smollm2"
 
 
@@ -18,18 +20,18 @@ def add_parser(sub: Any) -> None:
     _model_option(f)
     f.add_argument("--examples", default="facts", help="built-in set ('facts') or a JSONL file of preference pairs")
     f.add_argument(
-        "--fit", type=int, default=None, help="use a seeded split: this many pairs to fit, the rest held out"
+        "--fit", type=positive_int, default=None, help="use a seeded split: this many pairs to fit, the rest held out"
     )
     f.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     f.add_argument("--layers", type=int, nargs="+", required=True, help="decoder block indices to steer")
     f.add_argument("--method", default="grains", choices=["grains", "mean-diff"])
     f.add_argument("--variant", default="both", choices=["both", "positive", "negative"])
     f.add_argument("--reducer", default=None, choices=["pca", "mean"], help="default: pca (grains), mean (mean-diff)")
-    f.add_argument("--k", type=int, default=3, help="prompt tokens masked per side (grains; default 3)")
+    f.add_argument("--k", type=positive_int, default=3, help="prompt tokens masked per side (grains; default 3)")
     f.add_argument("--baseline", default="pad", help="mask/baseline token: pad, unk, eos, bos, zeros or a token id")
-    f.add_argument("--steps", type=int, default=None, help="IG points (default 16)")
-    f.add_argument("--tol", type=float, default=None, help="error-controlled IG to this relative error instead")
-    f.add_argument("--out", type=Path, required=True, help="where to write the vector (.safetensors)")
+    f.add_argument("--steps", type=positive_int, default=None, help="IG points (default 16)")
+    f.add_argument("--tol", type=positive_number, help="error-controlled IG to this relative error instead")
+    f.add_argument("--out", type=output_file, required=True, help="where to write the vector (.safetensors)")
     f.add_argument("--strength", type=float, default=None, help="also evaluate the held-out pairs at this strength")
     f.set_defaults(handler=run)
 
@@ -39,7 +41,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--vector", type=Path, required=True, help="a file written by 'integrand steer fit'")
     g.add_argument("--strength", type=float, required=True, help="lambda: the added vector is lambda * v")
     g.add_argument("--layers", type=int, nargs="+", default=None, help="steer only these of the vector's blocks")
-    g.add_argument("--max-new-tokens", type=int, default=30)
+    g.add_argument("--max-new-tokens", type=positive_int, default=30)
     g.add_argument("--chat", action="store_true", help="wrap each prompt in the tokenizer's chat template")
     g.set_defaults(handler=run)
 
@@ -94,7 +96,7 @@ def _fit(args: argparse.Namespace) -> int:
         method=args.method,
         variant=args.variant,
         reducer=args.reducer,
-        baseline=int(args.baseline) if args.baseline.isdigit() else args.baseline,
+        baseline=int_or_name(args.baseline),
         steps=args.steps,
         tol=args.tol,
     )
