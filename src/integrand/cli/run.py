@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .options import int_or_name, output_dir, positive_int, positive_number
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("run", help="attribute every row of a dataset (CSV, JSONL, Parquet) into a Parquet store")
@@ -15,12 +17,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--id-col", default=None)
     p.add_argument("--model", default="toxicity", help="toxicity (default), minilm-sentiment, or a model dir / hub id")
     p.add_argument("--target", default=None, help="label to explain (default: the predicted label)")
-    p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--tol", type=float, default=None)
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--tol", type=positive_number, default=None)
+    p.add_argument("--out", type=output_dir, required=True)
     p.add_argument("--engine", choices=("local", "ray"), default="local")
-    p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--chunk-docs", type=int, default=64)
+    p.add_argument("--workers", type=positive_int, default=2)
+    p.add_argument("--chunk-docs", type=positive_int, default=64)
     p.set_defaults(handler=run)
 
 
@@ -30,9 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from ..text import TextExplainer
 
     explainer = TextExplainer.from_pretrained(args.model)
-    target: str | int | None = args.target
-    if isinstance(target, str) and target.isdigit():
-        target = int(target)
+    target = None if args.target is None else int_or_name(args.target)
     summary = run_corpus(
         explainer,
         args.data,
