@@ -26,7 +26,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("--html is a folder", ["explain", "hi", "--html", "{tmp}/empty", "--quiet"], 2, "--html"),
     ("--html under a file", ["explain", "hi", "--html", "{tmp}/afile/x.html", "--quiet"], 2, "--html"),
     ("--html not UTF-8", ["explain", "hi", "--html", "\udcff.html", "--quiet"], 2, "--html"),
-    ("text not UTF-8", ["explain", "caf\udce9", "--quiet"], 2, "texts"),
+    ("data path not UTF-8", ["run", "{tmp}/caf\udce9.csv", "--out", "{tmp}/store"], 2, "data"),
     ("superscript digit steps", ["explain", "hi", "--steps", "\u00b2", "--quiet"], 2, "--steps"),
     ("arabic-indic digit steps", ["explain", "hi", "--steps", "\u0663", "--quiet"], 2, "--steps"),
     ("underscore steps", ["explain", "hi", "--steps", "1_6", "--quiet"], 2, "--steps"),
@@ -141,7 +141,7 @@ def _cli(*argv: str | bytes, cwd: Path) -> subprocess.CompletedProcess[bytes]:
     "argv",
     [
         ["explain", "hi", "--html", "{tmp}/missing/x.html"],
-        ["explain", b"caf\xe9"],  # a Latin-1 byte: not UTF-8, arrives as a lone surrogate
+        ["explain", "hi", "--html", b"caf\xe9.html"],  # a Latin-1 byte: not UTF-8, arrives as a lone surrogate
     ],
     ids=["missing-folder", "non-utf8-argv"],
 )
