@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+import warnings
+from typing import Any, Sequence
 
 from ..errors import IntegrandError
 from .options import Parser, UsageError
@@ -37,6 +38,13 @@ def _say(line: str) -> None:
     print(f"integrand: {line}".encode("utf-8", "backslashreplace").decode("utf-8"), file=sys.stderr)
 
 
+def _warning_line(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
+    """Warnings as one readable line each (a ConvergenceWarning names what did not converge)."""
+    _say(f"warning: {message}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     end = argv.index("--") if "--" in argv else len(argv)
@@ -48,7 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say(f"error: {exc.line}")
         return 2
     try:
-        return int(args.handler(args))
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line  # restored on exit by catch_warnings
+            return int(args.handler(args))
     except IntegrandError as exc:
         _say(f"error: {exc}")
         return 2
