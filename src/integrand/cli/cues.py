@@ -26,11 +26,31 @@ def _print(title: str, table: Any) -> None:
     print_table(table)
 
 
+def _completeness(run_dir: Path) -> None:
+    """How many of the attributions the cue tables sum did not converge (a warning line above the share)."""
+    import sys
+
+    from ..convergence import UNCONVERGED_WARN_SHARE, ConvergenceSummary
+    from ..corpus.run import converged_rows
+
+    flags, _ = converged_rows(run_dir)
+    summary = ConvergenceSummary(len(flags), sum(1 for f in flags if not f))
+    if summary.n_items:
+        print(f"# completeness: {summary.line('attributed rows')}")
+    if summary.unconverged_share > UNCONVERGED_WARN_SHARE:
+        print(
+            f"integrand: warning: {summary.line('attributions')} in {run_dir}: above "
+            f"{100 * UNCONVERGED_WARN_SHARE:g}%, these cue tables rest on inexact attributions (re-run with --tol)",
+            file=sys.stderr,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from ..corpus import Corpus
     from ..errors import InputError
 
     with Corpus(args.run_dir) as corpus:
+        _completeness(args.run_dir)
         if args.versus is not None:
             if args.cls is None:
                 raise InputError("--versus", "needs --class")

@@ -49,4 +49,9 @@ def run(args: argparse.Namespace) -> int:
         f"{summary.documents} documents in {summary.chunks} chunks ({summary.written} written now, "
         f"{summary.skipped} already done) in {summary.seconds:.1f} s -> {summary.out}"
     )
+    if summary.attributed:
+        print(
+            f"completeness: {summary.n_unconverged} of {summary.attributed} attributed rows "
+            f"({100 * summary.unconverged_share:.1f}%) did not converge (column 'converged'; use --tol to control it)"
+        )
     return 0

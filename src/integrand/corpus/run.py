@@ -14,13 +14,15 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from ..errors import InputError
+from ..convergence import summarize
+from ..errors import ConvergenceWarning, InputError
 from .integrity import SHARDS, Recorder, discard, plan_resume, refuse_orphans
-from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, process_chunk
+from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, _pyarrow, process_chunk
 from .sources import Document, load_documents
 
 FORMAT = "integrand.corpus"
@@ -41,6 +43,13 @@ class RunSummary:
     skipped: int
     seconds: float
     repaired: tuple[str, ...] = ()
+    attributed: int = 0
+    n_unconverged: int = 0
+
+    @property
+    def unconverged_share(self) -> float:
+        """Share of the store's attributed rows whose completeness missed the tolerance."""
+        return self.n_unconverged / self.attributed if self.attributed else 0.0
 
     @property
     def rows_per_second(self) -> float:
@@ -155,6 +164,10 @@ def run(
 
     On resume every recorded shard is checked against the manifest (size, row count, sha256); damaged or
     foreign shards are named in a ``StoreWarning`` and recomputed, never counted as done.
+
+    Every row records its completeness (``relative_error``, ``converged``, see ``integrand.convergence``);
+    the summary counts the store's unconverged rows (``n_unconverged``, ``unconverged_share``), and a
+    ``ConvergenceWarning`` names their documents when the share exceeds ``UNCONVERGED_WARN_SHARE``.
     """
     settings = settings or ExplainSettings()
     if engine not in ENGINES:
@@ -195,7 +208,13 @@ def run(
         (out / TOKENS_DIR).mkdir(exist_ok=True)
         (out / DOCUMENTS_DIR).mkdir(exist_ok=True)
         pending, repaired = plan_resume(out, manifest, len(chunks))
-        with _progress(len(docs), progress) as bar, Recorder(out, manifest, pending, MANIFEST) as recorder:
+        with (
+            _progress(len(docs), progress) as bar,
+            Recorder(out, manifest, pending, MANIFEST) as recorder,
+            warnings.catch_warnings(),
+        ):
+            # Per-text convergence warnings would flood a corpus run: its rows are counted once at the end.
+            warnings.simplefilter("ignore", ConvergenceWarning)
             task = None if bar is None else bar.add_task("run", total=len(docs), rate=0.0)
             done_before = len(docs) - sum(len(chunks[k]) for k in pending)
             if bar is not None:
@@ -216,6 +235,8 @@ def run(
                 if bar is not None:
                     elapsed = time.perf_counter() - start
                     bar.update(task, completed=finished, rate=(finished - done_before) / max(elapsed, 1e-9))
+    flags, doc_ids = converged_rows(out)
+    checked = summarize(flags, "attributed rows", f"corpus run {out}", names=doc_ids, stacklevel=3)
     return RunSummary(
         out=out,
         documents=len(docs),
@@ -224,4 +245,19 @@ def run(
         skipped=len(chunks) - len(pending),
         seconds=time.perf_counter() - start,
         repaired=tuple(repaired),
+        attributed=checked.n_items,
+        n_unconverged=checked.n_unconverged,
     )
+
+
+def converged_rows(out: Path) -> tuple[list[bool], list[str]]:
+    """The ``converged`` flag and document id of every attributed row of the store at ``out``."""
+    _, pq = _pyarrow()
+    flags: list[bool] = []
+    ids: list[str] = []
+    for path in sorted((out / DOCUMENTS_DIR).glob("part-*.parquet")):
+        for row in pq.read_table(path, columns=["doc_id", "converged"]).to_pylist():
+            if row["converged"] is not None:
+                flags.append(bool(row["converged"]))
+                ids.append(str(row["doc_id"]))
+    return flags, ids
