@@ -22,8 +22,10 @@ from typing import Any, Iterator, Sequence
 from ..convergence import summarize
 from ..errors import ConvergenceWarning, InputError
 from .integrity import SHARDS, Recorder, discard, plan_resume, refuse_orphans
-from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, _pyarrow, process_chunk
+from .labels import check_threshold
+from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, _pyarrow, failures, process_chunk
 from .sources import Document, load_documents
+from .targets import GOLD, check_gold, check_target, judge_failures
 
 FORMAT = "integrand.corpus"
 FORMAT_VERSION = 1
@@ -43,6 +45,7 @@ class RunSummary:
     skipped: int
     seconds: float
     repaired: tuple[str, ...] = ()
+    failed: int = 0
     attributed: int = 0
     n_unconverged: int = 0
 
@@ -147,6 +150,7 @@ def run(
     cpus_per_worker: float = 0.5,
     progress: bool = True,
     rebuild: bool = False,
+    max_failures: float = 0.5,
 ) -> RunSummary:
     """Attribute every row of ``dataset`` with ``explainer`` (a ``TextExplainer``) into ``out``.
 
@@ -159,6 +163,8 @@ def run(
         workers, cpus_per_worker: Ray actor pool size and CPUs reserved per actor (fractional values
             leave CPU for Ray's read tasks on small machines).
         progress: show a progress bar with rows/s and ETA.
+        max_failures: the share of documents (with text) that may fail before the run raises an
+            ``InputError`` naming ``target``; fewer failures give a ``FailedDocumentsWarning``.
         rebuild: discard whatever store ``out`` holds (manifest and shards) and start over; needed when
             shards sit there without a manifest, which cannot be verified.
 
@@ -178,6 +184,10 @@ def run(
     docs = load_documents(dataset, text_col, label_col, id_col)
     if not docs:
         raise InputError("dataset", "the dataset has no rows")
+    check_threshold(settings.threshold)
+    check_target(explainer, settings.target, label_col is not None)
+    if settings.target == GOLD:
+        check_gold(explainer, docs)
     chunks = [docs[i : i + chunk_docs] for i in range(0, len(docs), chunk_docs)]
     manifest = {
         "format": FORMAT,
@@ -235,6 +245,8 @@ def run(
                 if bar is not None:
                     elapsed = time.perf_counter() - start
                     bar.update(task, completed=finished, rate=(finished - done_before) / max(elapsed, 1e-9))
+        failed, attempted, first = failures(out)
+    judge_failures(failed, attempted, first, settings.target, max_failures)
     flags, doc_ids = converged_rows(out)
     checked = summarize(flags, "attributed rows", f"corpus run {out}", names=doc_ids, stacklevel=3)
     return RunSummary(
@@ -245,6 +257,7 @@ def run(
         skipped=len(chunks) - len(pending),
         seconds=time.perf_counter() - start,
         repaired=tuple(repaired),
+        failed=failed,
         attributed=checked.n_items,
         n_unconverged=checked.n_unconverged,
     )
