@@ -264,13 +264,18 @@ def run(
 
 
 def converged_rows(out: Path) -> tuple[list[bool], list[str]]:
-    """The ``converged`` flag and document id of every attributed row of the store at ``out``."""
+    """The ``converged`` flag of every attributed row of the store at ``out``, and its name.
+
+    A row is named by its document id, followed by ``/label`` (the explained label: multi-label
+    models give a document one row per label).
+    """
     _, pq = _pyarrow()
     flags: list[bool] = []
-    ids: list[str] = []
+    names: list[str] = []
     for path in sorted((out / DOCUMENTS_DIR).glob("part-*.parquet")):
-        for row in pq.read_table(path, columns=["doc_id", "converged"]).to_pylist():
+        for row in pq.read_table(path, columns=["doc_id", "target_label", "converged"]).to_pylist():
             if row["converged"] is not None:
                 flags.append(bool(row["converged"]))
-                ids.append(str(row["doc_id"]))
-    return flags, ids
+                label = row["target_label"]
+                names.append(str(row["doc_id"]) + ("" if label is None else f"/{label}"))
+    return flags, names
