@@ -3,25 +3,26 @@
 Only GET routes exist. Anything that is not a readable entry inside RESULTS_DIR is a 404 that
 looks the same whatever the reason. Responses carry a strict Content-Security-Policy: the page
 runs only its own script and builds the DOM with ``textContent``; HTML reports are served
-sandboxed (no scripts, opaque origin).
+sandboxed (no scripts, opaque origin). Every response, 404s and 500s included, carries the security
+headers (:mod:`integrand.viewer.server`); a run that cannot be read is an answer (422, or a
+``damaged`` entry in the listing), never a 500.
 """
 
 from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Awaitable, Callable, Sequence
+from typing import Annotated, Any, Sequence
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from ..errors import IntegrandError
-from .corpus import CorpusRun
+from .corpus import CorpusRun, corpus_summary
 from .files import REPORT_SUFFIX, ResultsDir
 from .schema import (
     CorpusList,
-    CorpusSummary,
     CueTable,
     DocumentTable,
     ExampleViewOut,
@@ -32,12 +33,10 @@ from .schema import (
     example_out,
     panel_out,
 )
+from .server import HEADER_TIMEOUT, PAGE_CSP, SecurityHeaders, make_server
 from .store import Filters, ResultStore, params_text, summary, visible
 
-PAGE_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
-    "frame-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
-)
+__all__ = ["PAGE_CSP", "REPORT_CSP", "create_app", "default_allowed_hosts", "run_server"]
 REPORT_CSP = "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; frame-ancestors 'self'"
 STATIC = {"index.html": "text/html; charset=utf-8", "app.js": "text/javascript; charset=utf-8",
           "style.css": "text/css; charset=utf-8"}
@@ -73,14 +72,11 @@ def create_app(results_dir: str | Path, *, allowed_hosts: Sequence[str] | None =
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", PAGE_CSP)
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        response.headers["Cache-Control"] = "no-store"
-        return response
+    app.add_middleware(SecurityHeaders)  # added last: outside the Host check, so its 400s are covered too
+
+    @app.exception_handler(IntegrandError)
+    async def unreadable(request: Request, exc: Exception) -> Response:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
 
     def filters(label: str | None, prediction: str | None, min_error: float | None, max_error: float | None,
                 kind: str | None = None) -> Filters:
@@ -141,20 +137,9 @@ def create_app(results_dir: str | Path, *, allowed_hosts: Sequence[str] | None =
         except IntegrandError as exc:
             raise HTTPException(422, str(exc)) from exc
 
-    @app.get("/api/corpora", response_model=CorpusList, summary="List corpus runs")
+    @app.get("/api/corpora", response_model=CorpusList, summary="List corpus runs (damaged ones flagged)")
     def list_corpora() -> CorpusList:
-        out = []
-        for run in results.corpora():
-            try:
-                corpus = CorpusRun(results, run)
-            except IntegrandError as exc:
-                out.append(CorpusSummary(path=run, shards=0, error=str(exc)))
-                continue
-            try:
-                out.append(corpus.summary())
-            finally:
-                corpus.close()
-        return CorpusList(corpora=out)
+        return CorpusList(corpora=[corpus_summary(results, run) for run in results.corpora()])
 
     @app.get("/api/corpus/documents", response_model=DocumentTable, summary="Documents of a corpus run",
              responses={404: {"description": "no such run"}})
@@ -221,9 +206,9 @@ def default_allowed_hosts(host: str) -> list[str] | None:
     return list(LOOPBACK_HOSTS) if host in LOOPBACK_HOSTS else None
 
 
-def run_server(results_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765) -> Any:
-    """Serve ``results_dir`` with uvicorn until interrupted."""
-    import uvicorn
-
+def run_server(
+    results_dir: str | Path, *, host: str = "127.0.0.1", port: int = 8765, header_timeout: float = HEADER_TIMEOUT
+) -> Any:
+    """Serve ``results_dir`` with uvicorn until interrupted; request heads must arrive within ``header_timeout`` s."""
     app = create_app(results_dir, allowed_hosts=default_allowed_hosts(host))
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    make_server(app, host=host, port=port, header_timeout=header_timeout).run()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError, MissingExtraError
+from ..errors import InputError, IntegrandError, MissingExtraError
 from .files import CORPUS_MANIFEST, ResultsDir
 from .schema import CorpusSummary, CueRow, DocumentRow, num
 from .store import Filters
@@ -207,3 +207,44 @@ class CorpusRun:
                    rank=int(r[5]), weight=None)
             for r in rows
         ]
+
+
+def damaged_shards(results: ResultsDir, shards: list[str]) -> list[str]:
+    """The shards DuckDB cannot read on their own, as paths inside RESULTS_DIR with the error type."""
+    out = []
+    con = _duckdb().connect(":memory:")
+    try:
+        con.execute("SET threads TO 1")
+        for shard in shards:
+            try:
+                con.execute("SELECT count(*) FROM read_parquet(?)", [shard]).fetchall()
+            except _duckdb().Error as exc:
+                out.append(f"{results.relative(Path(shard))} ({type(exc).__name__})")
+    finally:
+        con.close()
+    return out
+
+
+def _damaged(results: ResultsDir, run: str, shards: list[str], exc: Exception, **known: Any) -> CorpusSummary:
+    bad = damaged_shards(results, shards) if isinstance(exc, IntegrandError) else []
+    reason = f"damaged shards: {', '.join(bad[:5])}" + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+    if not bad:
+        reason = str(exc) if isinstance(exc, IntegrandError) else f"unreadable ({type(exc).__name__})"
+    return CorpusSummary(path=run, shards=len(shards), error=reason, damaged=True, **known)
+
+
+def corpus_summary(results: ResultsDir, run: str) -> CorpusSummary:
+    """The listing entry of one run; a run that cannot be read is listed as damaged, with the reason (the
+    unreadable shards by name when single shards are at fault), so one bad run never hides the others."""
+    try:
+        corpus = CorpusRun(results, run)
+    except Exception as exc:  # any failure of one run must leave the listing intact
+        base = results.root if run == "." else results.resolve(run, directory=True)
+        tokens = f"{run}/{TOKENS_DIR}" if base is not None and (base / TOKENS_DIR).is_dir() else run
+        return _damaged(results, run, results.shards(tokens.removeprefix("./")), exc)
+    try:
+        return corpus.summary()
+    except Exception as exc:  # same
+        return _damaged(results, run, corpus.shards, exc, manifest=corpus.manifest(), columns=corpus.columns_all)
+    finally:
+        corpus.close()

@@ -131,6 +131,7 @@ class CorpusSummary(BaseModel):
     manifest: dict[str, str] = {}
     columns: list[str] = []
     error: str | None = None
+    damaged: bool = False  # the run exists but cannot be read (``error`` says why, naming bad shards)
 
 
 class CorpusList(BaseModel):

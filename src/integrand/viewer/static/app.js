@@ -277,7 +277,10 @@ async function loadLists() {
   if (!data.results.length) list.appendChild(el("li", { className: "muted", text: "none match" }));
   const corpora = clear(document.getElementById("corpora"));
   for (const c of corporaData.corpora) {
-    corpora.appendChild(link("corpus", c.path, c.path, c.error ? { text: c.error, bad: true } : { text: `${c.documents} docs` }));
+    // A damaged run stays in the list, marked, with the reason (e.g. which shard cannot be read).
+    const extra = c.damaged ? { text: `damaged: ${c.error}`, bad: true } : c.error ? { text: c.error, bad: true } : { text: `${c.documents} docs` };
+    const li = corpora.appendChild(link("corpus", c.path, c.path, extra));
+    if (c.damaged) li.classList.add("damaged");
   }
   const reports = clear(document.getElementById("reports"));
   for (const r of reportsData.reports) reports.appendChild(link("report", r, r));
