@@ -305,18 +305,21 @@ def test_cli_generate_writes_summary_html_and_result(lm: tuple[Any, Any], tmp_pa
 
 def test_comprehension_ranks_paraphrases_by_their_profiles(lm: tuple[Any, Any]) -> None:
     from integrand import comprehension
-    from integrand.generation.comprehension import profile, statistics
+    from integrand.generation.comprehension import effects_of, profile, statistics
 
     model, tok = lm
     paraphrases = ["the capital of france is", "france , capital city is", "what is the capital city of france ?"]
-    ranked = comprehension(model, tok, paraphrases, target="paris", steps=8, rank_by="minimum")
+    ranked = comprehension(
+        model, tok, paraphrases, target="paris", method="integrated_gradients", steps=8, rank_by="minimum"
+    )
     assert sorted(s.paraphrase for s in ranked) == sorted(paraphrases)
     assert [s.stats["minimum"] for s in ranked] == sorted((s.stats["minimum"] for s in ranked), reverse=True)
     for s in ranked:
         assert float(s.profile.max()) == pytest.approx(1.0) and s.profile.numel() == s.attribution.n_prompt - len(
             s.attribution.fixed_positions
         )
-        assert s.stats == statistics(profile(s.attribution), 0.1)
+        assert s.attribution is not None
+        assert s.stats == statistics(profile(s.attribution), 0.1, effects_of(s.attribution))
     stats = statistics(torch.tensor([1.0, 0.05, 0.5, 0.2, 0.05, 0.2]), threshold=0.1)
     assert stats["above"] == pytest.approx(4 / 6) and stats["minimum"] == pytest.approx(0.05)
     assert stats["middle"] == pytest.approx(0.7 / 2.0) and stats["mean"] == pytest.approx(2.0 / 6)
