@@ -10,7 +10,7 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -86,6 +86,38 @@ def test_bad_input_exits_with_one_line_naming_the_argument(
     assert err[0].startswith(f"integrand: error: {name}: "), err[0]
     assert not list((tmp / "cwd").iterdir())  # nothing written
     assert not (tmp / "store").exists() and not (tmp / "missing").exists()
+
+
+@pytest.fixture()
+def busy_port(monkeypatch: pytest.MonkeyPatch) -> Iterator[int]:
+    """A loopback port something already listens on; the viewer itself is stubbed so nothing can block."""
+    import socket
+
+    served: list[Any] = []
+    monkeypatch.setattr("integrand.viewer.app.run_server", lambda *a, **k: served.append((a, k)))
+    monkeypatch.setattr("integrand.demo.run_demo", lambda out, sections=None: Path(out) / "report.html")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        yield int(sock.getsockname()[1])
+    assert served == []
+
+
+@pytest.mark.parametrize(
+    ("argv", "name"),
+    [
+        (["serve", "{tmp}/empty", "--port", "{port}"], "--port"),
+        (["serve", "{tmp}/empty", "--host", "no such host.invalid", "--port", "{port}"], "--host"),
+        (["demo", "--serve", "--out", "{tmp}/demo", "--port", "{port}"], "--port"),
+    ],
+    ids=["serve-port-in-use", "serve-unresolvable-host", "demo-port-in-use"],
+)
+def test_a_port_that_cannot_be_listened_on_is_refused_up_front(
+    argv: list[str], name: str, busy_port: int, tmp: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([a.replace("{port}", str(busy_port)) for a in _argv(argv, tmp)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"integrand: error: {name}: cannot ")
 
 
 def test_internal_error_exits_1_with_a_debug_hint(monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .options import output_dir, port
+from .options import check_listen, output_dir, port
 
 
 def add_parser(sub: Any) -> None:
@@ -20,6 +20,8 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 
+    if args.serve:
+        check_listen("127.0.0.1", args.port)  # before the demo runs, not after
     report = run_demo(args.out, sections=args.sections)
     print(f"report: {report.resolve()}")
     if args.serve:

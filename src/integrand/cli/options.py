@@ -120,6 +120,25 @@ def output_dir(value: str) -> Path:
     return out
 
 
+def check_listen(host: str, port: int) -> None:
+    """Raise an :class:`~integrand.errors.InputError` naming ``--host`` or ``--port`` unless ``host:port``
+    can be listened on now (the server binds the same way a moment later)."""
+    import socket
+
+    from ..errors import InputError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (OSError, UnicodeError) as exc:
+        raise InputError("--host", f"cannot resolve {host!r} ({exc})") from None
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does; a listening port still fails
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise InputError("--port", f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
 def strict(kind: Any) -> Callable[[str], Any]:
     """The strict counterpart of an argparse ``type``: str/None -> text, Path -> path, int/float -> ASCII
     numbers; any other callable is wrapped so that non-UTF-8 text is refused before it runs."""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .options import port
+from .options import check_listen, port
 
 
 def add_parser(sub: Any) -> None:
@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("port", f"expected 1..65535, got {args.port}")
     if not args.results_dir.is_dir():
         raise InputError("results_dir", f"{args.results_dir} is not a directory")
+    check_listen(args.host, args.port)
     print(f"integrand viewer: http://{args.host}:{args.port}/  (serving {args.results_dir.resolve()}, Ctrl-C to stop)")
     serve(args.results_dir, host=args.host, port=args.port)
     return 0
