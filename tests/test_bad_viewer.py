@@ -224,3 +224,31 @@ def test_complete_requests_are_served_and_keep_alive_works(server: Server) -> No
                 reply += chunk
             assert reply.startswith(b"HTTP/1.1 200 ") and b"x-content-type-options: nosniff" in reply
             time.sleep(TIMEOUT * 1.5)
+
+
+def test_browser_sidebar_shows_the_damaged_run_and_keeps_the_others(root: Path) -> None:
+    """In headless Chromium (CI; skipped here when Chromium or Playwright is missing, as in test_viewer_browser)."""
+    from tests.test_viewer_browser import ARGS, CHROMIUM, _require_browser
+    from tests.test_viewer_data import LiveServer
+
+    sync_playwright = _require_browser()
+    _truncate(root / "corpus" / "store" / "tokens" / "part-000001.parquet")
+    server = LiveServer(root)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+            page = browser.new_page()
+            page.set_default_timeout(15_000)
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(server.url + "/")
+            damaged = page.locator('#corpora li.damaged[data-path="corpus/store"]')
+            damaged.wait_for()
+            assert "damaged: damaged shards: corpus/store/tokens/part-000001.parquet" in damaged.inner_text()
+            healthy = page.locator('#corpora li[data-path="corpus/run1"]')
+            assert "12 docs" in healthy.inner_text() and "damaged" not in (healthy.get_attribute("class") or "")
+            assert page.locator('#results li[data-kind="result"]').count() == 6  # the rest of the sidebar is there
+            browser.close()
+            assert errors == []
+    finally:
+        server.stop()
