@@ -136,6 +136,17 @@ def test_internal_error_exits_1_with_a_debug_hint(monkeypatch: pytest.MonkeyPatc
         main(["--debug", "serve", str(tmp / "empty")])
 
 
+def test_interrupt_exits_130_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: Any, tmp: Path) -> None:
+    from integrand.cli import serve
+
+    def interrupted(args: argparse.Namespace) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(serve, "run", interrupted)
+    assert main(["serve", str(tmp / "empty")]) == 130
+    assert capsys.readouterr().err == "integrand: interrupted\n"
+
+
 def test_typed_errors_stay_exit_2_with_debug(capsys: Any, tmp: Path) -> None:
     assert main(["--debug", "serve", str(tmp / "nowhere")]) == 2
     assert capsys.readouterr().err.startswith("integrand: error: results_dir: ")
@@ -184,3 +195,15 @@ def test_no_traceback_from_a_real_process(argv: list[str | bytes], tmp: Path) ->
     assert done.returncode == 2, err
     assert b"Traceback" not in done.stderr
     assert len(err) == 1 and err[0].startswith("integrand: error: "), err
+
+
+def test_a_closed_stdout_pipe_ends_quietly(tmp: Path) -> None:
+    """``integrand ... | head``: the reader leaves early; no traceback, no 'Exception ignored' noise."""
+    code = "import sys; from integrand.cli import main; sys.exit(main())"
+    argv = [sys.executable, "-c", code, "explain", "you are lovely", "--quiet", "--json", str(tmp / "out.json")]
+    proc = subprocess.Popen(argv, cwd=tmp / "cwd", stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the command writes anything (it loads torch and a model first)
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1
+    assert b"Traceback" not in err and b"Exception ignored" not in err and b"BrokenPipe" not in err, err

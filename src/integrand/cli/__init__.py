@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import warnings
 from typing import Any, Sequence
@@ -45,6 +46,15 @@ def _warning_line(
     _say(f"warning: {message}")
 
 
+def _quiet_stdout() -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, sys.stdout.fileno())
+        os.close(fd)
+    except (OSError, ValueError):  # no real file descriptor (captured output): nothing to protect
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     end = argv.index("--") if "--" in argv else len(argv)
@@ -58,7 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line  # restored on exit by catch_warnings
-            return int(args.handler(args))
+            code = int(args.handler(args))
+        sys.stdout.flush()  # a closed pipe (``| head``) shows up here, inside the handlers below
+        return code
     except IntegrandError as exc:
         _say(f"error: {exc}")
         return 2
@@ -67,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         _say("interrupted")
         return 130
+    except BrokenPipeError:
+        _quiet_stdout()  # the reader left; the interpreter's last flush must not fail again
+        return 1
     except Exception as exc:
         if debug:
             raise
