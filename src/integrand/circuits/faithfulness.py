@@ -69,6 +69,10 @@ class Faithfulness:
 
 def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
     """Pearson correlation; NaN when either side is constant."""
+    # Test constancy on the raw values: the mean of equal floats need not equal them, so the
+    # centred vector of a constant side can hold rounding residue instead of exact zeros.
+    if x.numel() == 0 or bool(x.min() == x.max()) or bool(y.min() == y.max()):
+        return math.nan
     x, y = x.double() - x.double().mean(), y.double() - y.double().mean()
     denom = float(x.norm() * y.norm())
     return float((x * y).sum()) / denom if denom > 0 else math.nan
