@@ -60,7 +60,9 @@ def facts(smollm: tuple[Any, Any]) -> list[Any]:
     model, tok = smollm
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return GenerationExplainer(model, tok)([p for p, _ in FACTS], target=[t for _, t in FACTS], tol=1e-2)
+        return GenerationExplainer(model, tok)(
+            [p for p, _ in FACTS], target=[t for _, t in FACTS], method="integrated_gradients", tol=1e-2
+        )
 
 
 @pytest.mark.slow
@@ -71,46 +73,52 @@ def test_paris_converges_with_error_control(facts: list[Any]) -> None:
     assert paris.relative_error is not None and float(paris.relative_error[0]) <= 1e-2
 
 
+# Written before the held-out results were looked at (docs/faithfulness.md): k and the threshold are fixed here.
+DELETION_K = 2
+DELETION_SHARE = 0.8
+
+
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured with the default mean-embedding baseline (tol=1e-2, all 12 prompts): the top-attributed pair "
-    "lowers log P more than the average other pair on 4/12 prompts only (Paris 6.16 vs 8.08: IG ranks 'The' and "
-    "' of' first); see docs/generation.md",
-)
-def test_faithful_by_deletion(smollm: tuple[Any, Any], facts: list[Any]) -> None:
+def test_default_method_is_faithful_by_deletion_on_held_out_facts(smollm: tuple[Any, Any]) -> None:
+    """Deleting the default method's top-k source tokens lowers log P(first answer token) more than
+    deleting k random source tokens (the mean over all k-subsets) on >= 80% of the held-out facts.
+
+    Deleting a token replaces its input embedding with the mean embedding of the ordinary tokens,
+    whatever the method's own baseline; the fixed (BOS) positions are never deleted.
+    """
+    from integrand.generation.explainer import DEFAULT_METHOD
+    from integrand.generation.factset import factset
+
     model, tok = smollm
-    emb = model.get_input_embeddings()
+    held_out = factset("test")
     gx = GenerationExplainer(model, tok)
-    failures, lines = [], []
-    for (prompt, _), res in zip(FACTS, facts):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        results = gx([f.prompt for f in held_out], target=[f.answer for f in held_out])
+    emb = model.get_input_embeddings()
+    removed = gx.baseline_embedding("mean")
+    wins, lines = 0, []
+    for fact, res in zip(held_out, results):
         ids = res.token_ids[: res.n_prompt]
         target = int(res.token_ids[res.n_prompt])
         with torch.no_grad():
             x = emb(ids[None])[0]
-        # The vector the path started from (the default "mean" baseline is not a token id).
-        base = gx.baseline_embedding(res.params["baseline"])
         full = _log_p(model, x, target)
         sources = list(range(len(res.fixed_positions), res.n_prompt))
         row = res.matrix[0, : res.n_prompt]
-        top = tuple(sorted(sorted(sources, key=lambda j: -float(row[j]))[:2]))
+        top = tuple(sorted(sources, key=lambda j: -float(row[j]))[:DELETION_K])
 
-        def drop(
-            pair: tuple[int, ...],
-            x: torch.Tensor = x,
-            full: float = full,
-            target: int = target,
-            base: torch.Tensor = base,
-        ) -> float:
+        def drop(subset: tuple[int, ...], x: torch.Tensor = x, full: float = full, target: int = target) -> float:
             e = x.clone()
-            e[list(pair)] = base
+            e[list(subset)] = removed
             return full - _log_p(model, e, target)
 
-        others = [drop(p) for p in itertools.combinations(sources, 2) if p != top]
-        mean = sum(others) / len(others)
-        line = f"{prompt!r}: top pair {top} drop {drop(top):.3f} vs mean {mean:.3f}"
-        lines.append(line)
-        if not drop(top) > mean:
-            failures.append(line)
+        subsets = list(itertools.combinations(sources, DELETION_K))
+        random_drop = sum(drop(s) for s in subsets) / len(subsets)
+        top_drop = drop(top)
+        wins += top_drop > random_drop
+        lines.append(f"{fact.prompt!r}: top {top} drop {top_drop:.3f} vs random {random_drop:.3f}")
     print("\n".join(lines))
-    assert not failures, f"{len(failures)}/{len(FACTS)} prompts fail:\n" + "\n".join(failures)
+    share = wins / len(held_out)
+    assert {r.method for r in results} == {DEFAULT_METHOD}
+    assert share >= DELETION_SHARE, f"{wins}/{len(held_out)} held-out prompts:\n" + "\n".join(lines)
