@@ -46,16 +46,16 @@ def cases(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, refs: torch.
         ),
         (
             "input_x_gradient",
-            lambda: integrand.input_x_gradient(model, x, y),
+            lambda: integrand.methods.input_x_gradient(model, x, y),
             lambda: ca.InputXGradient(model).attribute(x, target=y),
         ),
         (
             "guided_backprop",
-            lambda: integrand.guided_backprop(model, x, y),
+            lambda: integrand.methods.guided_backprop(model, x, y),
             lambda: ca.GuidedBackprop(model).attribute(x, target=y),
         ),
-        ("deconvnet", lambda: integrand.deconvnet(model, x, y), lambda: ca.Deconvolution(model).attribute(x, target=y)),
-        ("deeplift", lambda: integrand.deeplift(model, x, y), lambda: ca.DeepLift(model).attribute(x, target=y)),
+        ("deconvnet", lambda: integrand.methods.deconvnet(model, x, y), lambda: ca.Deconvolution(model).attribute(x, target=y)),
+        ("deeplift", lambda: integrand.methods.deeplift(model, x, y), lambda: ca.DeepLift(model).attribute(x, target=y)),
         (
             "smoothgrad (50 samples)",
             lambda: integrand.smoothgrad(model, x, y, stdev=0.15, seed=0, batch_size=800),
@@ -63,15 +63,15 @@ def cases(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, refs: torch.
         ),
         (
             "gradient_shap (50 samples)",
-            lambda: integrand.gradient_shap(model, x, y, baselines=refs, stdev=0.1, seed=0, batch_size=800),
+            lambda: integrand.methods.gradient_shap(model, x, y, baselines=refs, stdev=0.1, seed=0, batch_size=800),
             lambda: ca.GradientShap(model).attribute(x, refs, n_samples=50, stdevs=0.1, target=y),
         ),
-        ("expected_gradients (50)", lambda: integrand.expected_gradients(model, x, y, baselines=refs, seed=0), None),
-        ("guided_ig (200 steps)", lambda: integrand.guided_ig(model, x, y), None),
-        ("blur_ig (100 steps)", lambda: integrand.blur_ig(model, x, y, max_sigma=8.0), None),
-        ("idgi, IG path (50)", lambda: integrand.idgi(model, x, y), None),
-        ("idgi, guided path (200)", lambda: integrand.idgi(model, x, y, path="guided_ig"), None),
-        ("idgi, blur path (100)", lambda: integrand.idgi(model, x, y, path="blur_ig", max_sigma=8.0), None),
+        ("expected_gradients (50)", lambda: integrand.methods.expected_gradients(model, x, y, baselines=refs, seed=0), None),
+        ("guided_ig (200 steps)", lambda: integrand.methods.guided_ig(model, x, y), None),
+        ("blur_ig (100 steps)", lambda: integrand.methods.blur_ig(model, x, y, max_sigma=8.0), None),
+        ("idgi, IG path (50)", lambda: integrand.methods.idgi(model, x, y), None),
+        ("idgi, guided path (200)", lambda: integrand.methods.idgi(model, x, y, path="guided_ig"), None),
+        ("idgi, blur path (100)", lambda: integrand.methods.idgi(model, x, y, path="blur_ig", max_sigma=8.0), None),
     ]
 
 

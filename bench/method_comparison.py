@@ -54,7 +54,7 @@ def main() -> int:
     }
     results: dict[str, integrand.Attribution] = {}
     rows: list[list[object]] = []
-    for info in integrand.methods():
+    for info in integrand.list_methods():
         kwargs = dict(params.get(info.name, {}))
         if "seed" in info.params and "seed" not in kwargs:
             kwargs["seed"] = 0

@@ -64,7 +64,7 @@ def train() -> tuple[nn.Module, torch.Tensor, torch.Tensor, float]:
     return model, xt, xv, accuracy
 
 
-def best_set(result: integrand.Recommendation) -> set[str]:
+def best_set(result: integrand.recommend.Recommendation) -> set[str]:
     """Every method whose loss equals the best one up to rounding (exact ties happen: on a tanh network
     guided backprop and deconvnet are the gradient)."""
     ok = [c for c in result.candidates if c.error is None]
@@ -86,7 +86,7 @@ def main() -> int:
     results = {}
     for title, hood, loss, _ in COLUMNS:
         t0 = time.perf_counter()
-        results[title] = integrand.recommend(model, x, hood, target, loss=loss, params=params, seed=0)  # type: ignore[arg-type]
+        results[title] = integrand.recommend.recommend(model, x, hood, target, loss=loss, params=params, seed=0)  # type: ignore[arg-type]
         print(f"{title}: best {results[title].best} ({time.perf_counter() - t0:.1f} s)", flush=True)
     first = results[COLUMNS[0][0]]
     failed = {c.method: c.error for c in first.candidates if c.error is not None}

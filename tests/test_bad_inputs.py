@@ -148,13 +148,13 @@ CASES: dict[str, tuple[Callable[[], Any], type[IntegrandError], str, str]] = {
         "mapping",
     ),
     "forward_kwargs_unknown_deeplift": (
-        lambda: integrand.deeplift(_model(), _x(), 0, forward_kwargs={"mask": 1}),
+        lambda: integrand.methods.deeplift(_model(), _x(), 0, forward_kwargs={"mask": 1}),
         InputError,
         "forward_kwargs['mask']",
         "not a parameter",
     ),
     "forward_kwargs_unknown_kernel_shap": (
-        lambda: integrand.kernel_shap(_model(), _x(), 0, n_samples=8, forward_kwargs={"mask": 1}),
+        lambda: integrand.methods.kernel_shap(_model(), _x(), 0, n_samples=8, forward_kwargs={"mask": 1}),
         InputError,
         "forward_kwargs['mask']",
         "not a parameter",
@@ -210,7 +210,7 @@ CASES: dict[str, tuple[Callable[[], Any], type[IntegrandError], str, str]] = {
         "module '1' (Dropout) is in training mode",
     ),
     "train_dropout_deeplift": (
-        lambda: integrand.deeplift(nn.Sequential(mlp(), nn.Dropout(0.1)).double(), _x(), 0),
+        lambda: integrand.methods.deeplift(nn.Sequential(mlp(), nn.Dropout(0.1)).double(), _x(), 0),
         ModelError,
         "model",
         "training mode",
@@ -270,11 +270,11 @@ DIRECT: dict[str, Callable[[nn.Module], Any]] = {
     "layer_ig": lambda m: integrand.integrated_gradients(m, _x(), 0, layer="2", steps=4),
     "neuron_ig": lambda m: integrand.integrated_gradients(m, _x(), layer="2", neuron=0, steps=4),
     "at_layer_saliency": lambda m: integrand.attribute(m, _x(), 0, method="saliency", layer="2"),
-    "deeplift": lambda m: integrand.deeplift(m, _x(), 0),
-    "guided_backprop": lambda m: integrand.guided_backprop(m, _x(), 0),
+    "deeplift": lambda m: integrand.methods.deeplift(m, _x(), 0),
+    "guided_backprop": lambda m: integrand.methods.guided_backprop(m, _x(), 0),
     "smoothgrad": lambda m: integrand.smoothgrad(m, _x(), 0, samples=2),
     "occlusion_fixed_chunk": lambda m: integrand.occlusion(m, _x(), 0, batch_size=4),
-    "ensemble": lambda m: integrand.ensemble([m, m], _x(), 0, steps=4),
+    "ensemble": lambda m: integrand.uncertainty.ensemble([m, m], _x(), 0, steps=4),
 }
 
 
@@ -314,7 +314,7 @@ def test_two_identical_calls_agree() -> None:
 
 def test_mc_dropout_still_opts_in() -> None:
     model = nn.Sequential(nn.Linear(6, 8), nn.Dropout(0.5), nn.Linear(8, 2)).double().eval()
-    got = integrand.mc_dropout(model, _x(), 0, samples=2, steps=4)
+    got = integrand.uncertainty.mc_dropout(model, _x(), 0, samples=2, steps=4)
     assert len(got.members) == 2 and not any(m.training for m in model.modules())
 
 

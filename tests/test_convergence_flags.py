@@ -141,35 +141,35 @@ class Hinge(nn.Module):
 
 def test_idgi_flags_steps_that_miss_the_kink() -> None:
     x = torch.ones(2, 3, dtype=D)
-    res, messages = recorded(lambda: integrand.idgi(Hinge(), x, steps=2))
+    res, messages = recorded(lambda: integrand.methods.idgi(Hinge(), x, steps=2))
     assert_flagged(res, messages, "idgi: examples")
     # The step across the kink loses at most one step's change: < 1% of the total at 1001 steps.
-    res, messages = recorded(lambda: integrand.idgi(Hinge(), x, steps=1001))
+    res, messages = recorded(lambda: integrand.methods.idgi(Hinge(), x, steps=1001))
     assert_clean(res, messages)
 
 
 def test_guided_ig_fixed_steps() -> None:
     x = points(3, 6)
-    res, messages = recorded(lambda: integrand.guided_ig(curved(), x, target=0, steps=2))
+    res, messages = recorded(lambda: integrand.methods.guided_ig(curved(), x, target=0, steps=2))
     assert_flagged(res, messages, "guided_ig: examples")
-    res, messages = recorded(lambda: integrand.guided_ig(linear(), x, target=0, steps=2, max_dist=1.0))
+    res, messages = recorded(lambda: integrand.methods.guided_ig(linear(), x, target=0, steps=2, max_dist=1.0))
     assert_clean(res, messages, bound=1e-10)
 
 
 def test_blur_ig_fixed_steps() -> None:
     images = points(2, 1, 6, 6)
-    res, messages = recorded(lambda: integrand.blur_ig(curved(36), images, target=0, steps=1, max_sigma=4.0))
+    res, messages = recorded(lambda: integrand.methods.blur_ig(curved(36), images, target=0, steps=1, max_sigma=4.0))
     assert_flagged(res, messages, "blur_ig: examples")
-    res, messages = recorded(lambda: integrand.blur_ig(linear(36), images, target=0, steps=64, max_sigma=4.0))
+    res, messages = recorded(lambda: integrand.methods.blur_ig(linear(36), images, target=0, steps=64, max_sigma=4.0))
     assert_clean(res, messages)
 
 
 def test_expected_gradients_and_gradient_shap() -> None:
     x, refs = points(3, 6), points(5, 6) * 0.5
-    res, messages = recorded(lambda: integrand.expected_gradients(curved(), x, 0, baselines=refs, samples=2, seed=0))
+    res, messages = recorded(lambda: integrand.methods.expected_gradients(curved(), x, 0, baselines=refs, samples=2, seed=0))
     assert_flagged(res, messages, "expected_gradients: examples")
     # Linear and noise-free: every sample is exact, so the Monte Carlo sum is complete.
-    res, messages = recorded(lambda: integrand.gradient_shap(linear(), x, 0, baselines=refs, samples=3, seed=0))
+    res, messages = recorded(lambda: integrand.methods.gradient_shap(linear(), x, 0, baselines=refs, samples=3, seed=0))
     assert_clean(res, messages, bound=1e-10)
 
 

@@ -304,7 +304,7 @@ def test_cli_generate_writes_summary_html_and_result(lm: tuple[Any, Any], tmp_pa
 
 
 def test_comprehension_ranks_paraphrases_by_their_profiles(lm: tuple[Any, Any]) -> None:
-    from integrand import comprehension
+    from integrand.generation import comprehension
     from integrand.generation.comprehension import effects_of, profile, statistics
 
     model, tok = lm

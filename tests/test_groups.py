@@ -260,7 +260,7 @@ def test_group_level_methods_agree_on_an_additive_split(method: str) -> None:
 def test_group_ablation_perturbs_groups_jointly_not_feature_by_feature() -> None:
     x = torch.tensor([[1.5, -2.0, 0.7]], dtype=torch.float64)
     groups = Groups.define({"pair": [0, 1], "single": [2]}, x)
-    per_feature = aggregate(integrand.feature_ablation(_interaction, x), groups)
+    per_feature = aggregate(integrand.methods.feature_ablation(_interaction, x), groups)
     joint = integrand.groups.attribute_groups(_interaction, x, groups=groups, method="feature_ablation")
     # Removing x0 alone or x1 alone each removes the whole product: summing per feature double counts.
     assert float(per_feature.sums[0, 0]) == pytest.approx(2 * 1.5 * -2.0)

@@ -84,7 +84,7 @@ def test_squared_loss_on_bernoulli_masks_is_lime_and_weighted_least_squares(smoo
     model, x = smooth
     hood = BernoulliMasks(n_samples=80, kernel_width=0.5, baseline=0.2)
     local = lfa.fit(model, x, hood, "squared", 1, seed=6)
-    lime = integrand.lime(model, x, 1, n_samples=80, kernel_width=0.5, baseline=0.2, seed=6)
+    lime = integrand.methods.lime(model, x, 1, n_samples=80, kernel_width=0.5, baseline=0.2, seed=6)
     torch.testing.assert_close(local.coefficients, lime.values, rtol=0, atol=0)
     draw = hood.sample(5, generator(6))
     for e in range(3):
@@ -102,7 +102,7 @@ def test_leave_one_out_squared_loss_is_feature_ablation_and_occlusion() -> None:
     x = torch.rand(2, 1, 6, 6)
     mask = (torch.arange(6)[:, None] // 3 * 2 + torch.arange(6)[None, :] // 3).view(1, 1, 6, 6)
     local = lfa.fit(model, x, LeaveOneOut(baseline=0.5, feature_mask=mask), "squared", 4)
-    ablation = integrand.feature_ablation(model, x, 4, feature_mask=mask, baseline=0.5)
+    ablation = integrand.methods.feature_ablation(model, x, 4, feature_mask=mask, baseline=0.5)
     occlusion = integrand.occlusion(model, x, 4, window=(1, 3, 3), strides=(1, 3, 3), baseline=0.5)
     torch.testing.assert_close(local.coefficients, ablation.values, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(local.coefficients, occlusion.values, rtol=1e-4, atol=1e-5)
@@ -112,7 +112,7 @@ def test_leave_one_out_squared_loss_is_feature_ablation_and_occlusion() -> None:
 def test_shapley_coalitions_squared_loss_is_kernel_shap_and_exact(smooth) -> None:
     model, x = smooth
     local = lfa.fit(model, x, ShapleyCoalitions(), "squared", 2)
-    shap = integrand.kernel_shap(model, x, 2, n_samples=None)
+    shap = integrand.methods.kernel_shap(model, x, 2, n_samples=None)
     torch.testing.assert_close(local.coefficients, shap.values, rtol=0, atol=0)
     oracle = shapley_values(lambda p: float(model(p[None])[0, 2].detach()), x[0], torch.zeros(5, dtype=torch.float64))
     torch.testing.assert_close(local.coefficients[0], torch.tensor(oracle, dtype=torch.float64), rtol=1e-9, atol=1e-10)
@@ -126,7 +126,7 @@ def test_c_lime_approaches_smoothgrad_as_samples_grow(smooth) -> None:
     reference = lfa.fit(model, x, Gaussian(sigma=0.4, n_samples=20000), "gradient", 0, seed=0).coefficients
     errors = []
     for n in (100, 10000):
-        c_lime = integrand.c_lime(model, x, 0, sigma=0.4, n_samples=n, seed=1).values
+        c_lime = integrand.methods.c_lime(model, x, 0, sigma=0.4, n_samples=n, seed=1).values
         errors.append(float((c_lime - reference).norm() / reference.norm()))
     assert errors[1] < 0.05 and errors[1] < errors[0] / 3, errors
 

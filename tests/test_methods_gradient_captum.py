@@ -53,9 +53,9 @@ def test_plain_gradient_methods_match_captum(case: int) -> None:
     pairs: list[tuple[Callable[..., integrand.Attribution], Any, dict[str, Any], dict[str, Any]]] = [
         (integrand.saliency, ca.Saliency, {}, {"abs": False}),
         (integrand.saliency, ca.Saliency, {"absolute": True}, {"abs": True}),
-        (integrand.input_x_gradient, ca.InputXGradient, {}, {}),
-        (integrand.guided_backprop, ca.GuidedBackprop, {}, {}),
-        (integrand.deconvnet, ca.Deconvolution, {}, {}),
+        (integrand.methods.input_x_gradient, ca.InputXGradient, {}, {}),
+        (integrand.methods.guided_backprop, ca.GuidedBackprop, {}, {}),
+        (integrand.methods.deconvnet, ca.Deconvolution, {}, {}),
     ]
     for mine, theirs, kw_mine, kw_theirs in pairs:
         ours = mine(model, x, target, **kw_mine).values
@@ -69,7 +69,7 @@ def test_deeplift_matches_captum(case: int, baseline: Any) -> None:
     model, x, target = MODELS[case]
     if baseline == "tensor":
         baseline = torch.rand_like(x)
-    ours = integrand.deeplift(model, x, target, baseline=baseline)
+    ours = integrand.methods.deeplift(model, x, target, baseline=baseline)
     ref, delta = ca.DeepLift(model).attribute(
         x.clone(), baselines=baseline, target=target, return_convergence_delta=True
     )
@@ -146,7 +146,7 @@ def test_guided_ig_matches_pair_saliency(monkeypatch: pytest.MonkeyPatch, max_di
     torch.manual_seed(3)
     model = mlp(inputs=12, act=nn.Tanh).double()
     x, base = torch.randn(2, 12, dtype=F64), torch.randn(2, 12, dtype=F64)
-    ours = integrand.guided_ig(model, x, 1, baseline=base, steps=40, fraction=0.3, max_dist=max_dist)
+    ours = integrand.methods.guided_ig(model, x, 1, baseline=base, steps=40, fraction=0.3, max_dist=max_dist)
     for e in range(2):
 
         def grad(point: np.ndarray) -> np.ndarray:
@@ -171,7 +171,7 @@ def test_blur_ig_agrees_with_pair_saliency() -> None:
         return {blur.INPUT_OUTPUT_GRADIENTS: g.permute(0, 2, 3, 1).numpy()}
 
     ref = blur.BlurIG().GetMask(image[0].permute(1, 2, 0).numpy(), call, max_sigma=6.0, steps=400, grad_step=1e-4)
-    ours = integrand.blur_ig(model, image, 2, max_sigma=6.0, steps=100).values[0].permute(1, 2, 0).numpy()
+    ours = integrand.methods.blur_ig(model, image, 2, max_sigma=6.0, steps=100).values[0].permute(1, 2, 0).numpy()
     # PAIR: left Riemann sum with finite-difference path derivatives and a kernel truncated at 4σ.
     assert np.abs(ours - ref).max() < 0.02 * np.abs(ref).max()
     assert np.corrcoef(ours.ravel(), ref.ravel())[0, 1] > 0.999

@@ -53,9 +53,9 @@ def _run(case: str, model: Any, x: Any, target: Any = 2, **extra: Any) -> integr
 
 
 def test_every_gradient_method_is_registered() -> None:
-    names = {info.name for info in integrand.methods()}
+    names = {info.name for info in integrand.list_methods()}
     assert {name for name, _ in CASES.values()} <= names
-    info = {i.name: i for i in integrand.methods()}
+    info = {i.name: i for i in integrand.list_methods()}
     assert info["smoothgrad"].params["seed"] is None and "stdev" in info["smoothgrad"].params
     assert info["guided_ig"].summary.startswith("Guided IG")
 

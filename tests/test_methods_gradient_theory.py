@@ -43,12 +43,12 @@ def test_saliency_is_w(linear: tuple[Linear, torch.Tensor]) -> None:
 
 def test_input_x_gradient_is_w_times_x(linear: tuple[Linear, torch.Tensor]) -> None:
     model, x = linear
-    assert torch.allclose(integrand.input_x_gradient(model, x).values, model.w.detach() * x, atol=1e-14)
+    assert torch.allclose(integrand.methods.input_x_gradient(model, x).values, model.w.detach() * x, atol=1e-14)
 
 
 def test_guided_backprop_and_deconvnet_are_w_without_relus(linear: tuple[Linear, torch.Tensor]) -> None:
     model, x = linear
-    for fn in (integrand.guided_backprop, integrand.deconvnet):
+    for fn in (integrand.methods.guided_backprop, integrand.methods.deconvnet):
         result = fn(model, x)
         assert torch.allclose(result.values, model.w.detach().expand_as(x), atol=1e-14)
         assert result.params["relu_modules"] == 0
@@ -58,8 +58,8 @@ def test_noise_tunnel_on_linear_model(linear: tuple[Linear, torch.Tensor]) -> No
     model, x = linear
     w = model.w.detach().expand_as(x)
     assert torch.allclose(integrand.smoothgrad(model, x, stdev=0.5, samples=7, seed=0).values, w, atol=1e-14)
-    assert torch.allclose(integrand.smoothgrad_sq(model, x, stdev=0.5, samples=7, seed=0).values, w**2, atol=1e-14)
-    assert integrand.vargrad(model, x, stdev=0.5, samples=7, seed=0).values.abs().max() < 1e-14
+    assert torch.allclose(integrand.methods.smoothgrad_sq(model, x, stdev=0.5, samples=7, seed=0).values, w**2, atol=1e-14)
+    assert integrand.methods.vargrad(model, x, stdev=0.5, samples=7, seed=0).values.abs().max() < 1e-14
 
 
 def test_smoothgrad_of_input_x_gradient_uses_the_noisy_inputs(linear: tuple[Linear, torch.Tensor]) -> None:
@@ -72,7 +72,7 @@ def test_smoothgrad_of_input_x_gradient_uses_the_noisy_inputs(linear: tuple[Line
 def test_deeplift_is_w_times_difference(linear: tuple[Linear, torch.Tensor]) -> None:
     model, x = linear
     base = torch.randn(7, dtype=F64)
-    result = integrand.deeplift(model, x, baseline=base)
+    result = integrand.methods.deeplift(model, x, baseline=base)
     assert torch.allclose(result.values, model.w.detach() * (x - base), atol=1e-14)
     assert result.delta is not None and result.delta.abs().max() < 1e-13
 
@@ -80,7 +80,7 @@ def test_deeplift_is_w_times_difference(linear: tuple[Linear, torch.Tensor]) -> 
 def test_gradient_shap_and_expected_gradients_on_linear_model(linear: tuple[Linear, torch.Tensor]) -> None:
     model, x = linear
     single = torch.randn(1, 7, dtype=F64)
-    for fn in (integrand.gradient_shap, integrand.expected_gradients):
+    for fn in (integrand.methods.gradient_shap, integrand.methods.expected_gradients):
         result = fn(model, x, baselines=single, samples=5, seed=0)
         assert torch.allclose(result.values, model.w.detach() * (x - single), atol=1e-13)
         # With many references the sum still equals f(x) - mean f(drawn references) exactly.
@@ -91,14 +91,14 @@ def test_gradient_shap_and_expected_gradients_on_linear_model(linear: tuple[Line
 def test_gradient_shap_noise_enters_through_x_minus_baseline(linear: tuple[Linear, torch.Tensor]) -> None:
     model, x = linear
     single = torch.zeros(1, 7, dtype=F64)
-    noisy = integrand.gradient_shap(model, x, baselines=single, samples=3000, stdev=0.2, seed=2)
+    noisy = integrand.methods.gradient_shap(model, x, baselines=single, samples=3000, stdev=0.2, seed=2)
     assert torch.allclose(noisy.values, model.w.detach() * x, atol=0.02)
     assert not torch.allclose(noisy.values, model.w.detach() * x, atol=1e-6)
 
 
 def test_guided_ig_is_w_times_difference(linear: tuple[Linear, torch.Tensor]) -> None:
     model, x = linear
-    result = integrand.guided_ig(model, x, baseline=0.3, steps=20)
+    result = integrand.methods.guided_ig(model, x, baseline=0.3, steps=20)
     assert torch.allclose(result.values, model.w.detach() * (x - 0.3), atol=1e-8)
 
 
@@ -106,7 +106,7 @@ def test_blur_ig_on_linear_image_model() -> None:
     torch.manual_seed(2)
     w = torch.randn(1, 6, 6, dtype=F64)
     model, x = Linear(w, -0.2), torch.rand(3, 1, 6, 6, dtype=F64)
-    result = integrand.blur_ig(model, x, max_sigma=8.0, steps=60)
+    result = integrand.methods.blur_ig(model, x, max_sigma=8.0, steps=60)
     assert isinstance(result.baseline, torch.Tensor)
     assert torch.allclose(result.values, w * (x - result.baseline), atol=1e-8)
 
@@ -116,7 +116,7 @@ def test_idgi_on_linear_model_gives_squared_weight_shares(linear: tuple[Linear, 
     w = model.w.detach()
     share = w**2 / (w**2).sum()
     for path in ("integrated_gradients", "guided_ig"):
-        result = integrand.idgi(model, x, path=path, baseline=0.5, steps=9)
+        result = integrand.methods.idgi(model, x, path=path, baseline=0.5, steps=9)
         change = result.score_input - result.score_baseline
         assert torch.allclose(result.values, share * change[:, None], atol=1e-13), path
 
@@ -129,11 +129,11 @@ def test_separable_quadratic_closed_forms() -> None:
     exact = a * (x**2 - base**2) + b * (x - base)
     # Every monotone path gives the same answer for a separable model; Guided IG is a left
     # Riemann sum, so its error is O(1/steps).
-    errors = [(integrand.guided_ig(model, x, baseline=base, steps=s).values - exact).abs().max() for s in (50, 200)]
+    errors = [(integrand.methods.guided_ig(model, x, baseline=base, steps=s).values - exact).abs().max() for s in (50, 200)]
     assert errors[1] < 0.3 * errors[0] and errors[1] < 0.05
     # DeepLIFT has no activations to rescale here: it is the gradient at x times the difference.
     grad_x = 2 * a * x + b
-    assert torch.allclose(integrand.deeplift(model, x, baseline=base).values, grad_x * (x - base), atol=1e-13)
+    assert torch.allclose(integrand.methods.deeplift(model, x, baseline=base).values, grad_x * (x - base), atol=1e-13)
 
 
 def test_idgi_closed_form_on_quadratic_along_a_ray() -> None:
@@ -143,7 +143,7 @@ def test_idgi_closed_form_on_quadratic_along_a_ray() -> None:
     a, base = torch.rand(5, dtype=F64) + 0.5, torch.randn(2, 5, dtype=F64)
     model = Quadratic(a, torch.zeros(5, dtype=F64))
     x = 3 * base
-    result = integrand.idgi(model, x, baseline=base, steps=4)
+    result = integrand.methods.idgi(model, x, baseline=base, steps=4)
     share = (a * base) ** 2 / ((a * base) ** 2).sum(dim=1, keepdim=True)
     change = (model(x) - model(base)).detach()
     assert torch.allclose(result.values, share * change[:, None], atol=1e-12)
@@ -157,7 +157,7 @@ def test_blur_ig_on_quadratic_is_half_difference_of_squares() -> None:
         def forward(self, z: torch.Tensor) -> torch.Tensor:
             return 0.5 * (z**2).flatten(1).sum(dim=1)
 
-    result = integrand.blur_ig(Energy(), x, max_sigma=6.0, steps=80)
+    result = integrand.methods.blur_ig(Energy(), x, max_sigma=6.0, steps=80)
     assert isinstance(result.baseline, torch.Tensor)
     assert torch.allclose(result.values, 0.5 * (x**2 - result.baseline**2), atol=1e-9)
 
@@ -194,7 +194,7 @@ def test_deeplift_summation_to_delta(act: type[nn.Module]) -> None:
     torch.manual_seed(6)
     model = mlp(act=act).double()
     x, base = torch.randn(4, 6, dtype=F64), torch.randn(4, 6, dtype=F64)
-    result = integrand.deeplift(model, x, 1, baseline=base)
+    result = integrand.methods.deeplift(model, x, 1, baseline=base)
     assert result.delta is not None and result.delta.abs().max() < 1e-12
     assert result.params["rescaled_modules"] == 2
 
@@ -206,7 +206,7 @@ def test_deeplift_summation_to_delta_on_cnn_with_inplace_relu() -> None:
         if isinstance(m, nn.ReLU):
             m.inplace = True
     x = torch.rand(3, 1, 8, 8, dtype=F64)
-    result = integrand.deeplift(model, x, 2, baseline=0.5)
+    result = integrand.methods.deeplift(model, x, 2, baseline=0.5)
     assert result.delta is not None and result.delta.abs().max() < 1e-12
 
 
@@ -215,7 +215,7 @@ def test_deeplift_uses_the_derivative_where_input_equals_reference() -> None:
     # attribution is zero (difference is zero) but finite.
     model = mlp(act=nn.Sigmoid).double()
     x = torch.randn(2, 6, dtype=F64)
-    result = integrand.deeplift(model, x, 0, baseline=x.clone())
+    result = integrand.methods.deeplift(model, x, 0, baseline=x.clone())
     assert torch.isfinite(result.values).all() and result.values.abs().max() == 0
 
 
@@ -225,11 +225,11 @@ def test_idgi_is_complete_at_any_step_count() -> None:
     x = torch.randn(3, 6, dtype=F64)
     for steps in (2, 5, 17):
         for path in ("integrated_gradients", "guided_ig"):
-            result = integrand.idgi(model, x, 0, path=path, steps=steps)
+            result = integrand.methods.idgi(model, x, 0, path=path, steps=steps)
             assert result.delta is not None and result.delta.abs().max() < 1e-12, (path, steps)
     image_model = cnn(act=nn.Tanh).double()
     images = torch.rand(2, 1, 8, 8, dtype=F64)
-    result = integrand.idgi(image_model, images, 1, path="blur_ig", steps=6, max_sigma=10.0)
+    result = integrand.methods.idgi(image_model, images, 1, path="blur_ig", steps=6, max_sigma=10.0)
     assert result.delta is not None and result.delta.abs().max() < 1e-12
 
 
@@ -238,7 +238,7 @@ def test_idgi_matches_a_loop_over_the_paper_formula() -> None:
     model = mlp().double()
     x, base = torch.randn(2, 6, dtype=F64), torch.randn(2, 6, dtype=F64)
     steps = 7
-    result = integrand.idgi(model, x, 2, baseline=base, steps=steps)
+    result = integrand.methods.idgi(model, x, 2, baseline=base, steps=steps)
     for e in range(2):
         points = [base[e] + (j / steps) * (x[e] - base[e]) for j in range(steps + 1)]
         expected = torch.zeros(6, dtype=F64)
@@ -254,7 +254,7 @@ def test_guided_ig_completeness_improves_with_steps() -> None:
     torch.manual_seed(10)
     model = mlp().double()
     x = torch.randn(3, 6, dtype=F64)
-    errors = [integrand.guided_ig(model, x, 0, steps=s).relative_error for s in (16, 64, 256)]
+    errors = [integrand.methods.guided_ig(model, x, 0, steps=s).relative_error for s in (16, 64, 256)]
     assert all(e is not None for e in errors)
     worst = [float(e.max()) for e in errors if e is not None]
     assert worst[2] < worst[1] < worst[0] and worst[2] < 0.01
@@ -264,7 +264,7 @@ def test_guided_ig_with_zero_max_dist_is_left_riemann_ig() -> None:
     torch.manual_seed(11)
     model = mlp().double()
     x, base = torch.randn(3, 6, dtype=F64), torch.randn(3, 6, dtype=F64)
-    guided = integrand.guided_ig(model, x, 1, baseline=base, steps=25, max_dist=0.0)
+    guided = integrand.methods.guided_ig(model, x, 1, baseline=base, steps=25, max_dist=0.0)
     ig = integrand.integrated_gradients(model, x, 1, baseline=base, steps=25, rule="left")
     assert torch.allclose(guided.values, ig.values, atol=1e-12)
 
@@ -291,7 +291,7 @@ def test_blur_ig_completeness_improves_with_steps() -> None:
     x = torch.rand(2, 1, 8, 8, dtype=F64)
     worst = []
     for steps in (10, 40, 160):
-        rel = integrand.blur_ig(model, x, 3, max_sigma=10.0, steps=steps).relative_error
+        rel = integrand.methods.blur_ig(model, x, 3, max_sigma=10.0, steps=steps).relative_error
         assert rel is not None
         worst.append(float(rel.max()))
     assert worst[2] < worst[1] < worst[0] and worst[2] < 1e-4

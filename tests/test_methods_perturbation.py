@@ -48,7 +48,7 @@ def test_linear_model_mask_methods_give_w_times_x_minus_baseline(method: str, li
 
 def test_linear_model_kernel_shap_exact_is_complete(linear) -> None:
     model, x, base = linear
-    result = integrand.kernel_shap(model, x, baseline=base, n_samples=None)
+    result = integrand.methods.kernel_shap(model, x, baseline=base, n_samples=None)
     torch.testing.assert_close(result.values, model.w.detach() * (x - base), rtol=1e-10, atol=1e-10)
     assert result.delta is not None and float(result.delta.abs().max()) < 1e-12
 
@@ -56,13 +56,13 @@ def test_linear_model_kernel_shap_exact_is_complete(linear) -> None:
 def test_linear_model_lime_recovers_w_in_input_units(linear) -> None:
     # LIME's coefficients are per interpretable (on/off) feature: w * (x - b); dividing by x - b gives w.
     model, x, base = linear
-    result = integrand.lime(model, x, baseline=base, n_samples=64, seed=0)
+    result = integrand.methods.lime(model, x, baseline=base, n_samples=64, seed=0)
     torch.testing.assert_close(result.values / (x - base), model.w.detach().expand_as(x), rtol=1e-8, atol=1e-8)
 
 
 def test_linear_model_c_lime_recovers_w(linear) -> None:
     model, x, _ = linear
-    result = integrand.c_lime(model, x, sigma=0.5, n_samples=40, seed=0)
+    result = integrand.methods.c_lime(model, x, sigma=0.5, n_samples=40, seed=0)
     torch.testing.assert_close(result.values, model.w.detach().expand_as(x), rtol=1e-9, atol=1e-9)
     assert result.params["explains"] == "gradient"
 
@@ -75,11 +75,11 @@ def test_feature_groups_across_named_inputs() -> None:
 
     x = {"a": torch.ones(2, 3, dtype=torch.float64), "b": torch.full((2, 2), 2.0, dtype=torch.float64)}
     mask = {"a": torch.tensor([0, 0, 1]), "b": torch.tensor([1, 2])}
-    result = integrand.feature_ablation(model, x, feature_mask=mask)
+    result = integrand.methods.feature_ablation(model, x, feature_mask=mask)
     # group 0 = a0, a1 (drop 3); group 1 = a2, b0 (drop 3 - 2 = 1); group 2 = b1 (drop 8)
     assert result.values["a"][0].tolist() == [3.0, 3.0, 1.0]
     assert result.values["b"][0].tolist() == [1.0, 8.0]
-    shap = integrand.kernel_shap(model, x, feature_mask=mask, n_samples=None)
+    shap = integrand.methods.kernel_shap(model, x, feature_mask=mask, n_samples=None)
     torch.testing.assert_close(shap.values["a"], result.values["a"])
     torch.testing.assert_close(shap.values["b"], result.values["b"])
 
@@ -89,7 +89,7 @@ def test_kernel_shap_all_coalitions_equals_exact_shapley_values() -> None:
     model = mlp(inputs=5, hidden=8, classes=3).double()
     x = torch.randn(2, 5, dtype=torch.float64)
     base = torch.randn(5, dtype=torch.float64) * 0.3
-    result = integrand.kernel_shap(model, x, target=1, baseline=base, n_samples=None)
+    result = integrand.methods.kernel_shap(model, x, target=1, baseline=base, n_samples=None)
     for e in range(2):
         oracle = shapley_values(lambda p: float(model(p[None])[0, 1].detach()), x[e], base)
         torch.testing.assert_close(result.values[e], torch.tensor(oracle, dtype=torch.float64), rtol=1e-9, atol=1e-10)
@@ -99,9 +99,9 @@ def test_kernel_shap_sampled_approaches_shapley_values() -> None:
     torch.manual_seed(6)
     model = mlp(inputs=8, hidden=8, classes=2).double()
     x = torch.randn(1, 8, dtype=torch.float64)
-    exact = integrand.kernel_shap(model, x, target=0, n_samples=None).values
-    few = integrand.kernel_shap(model, x, target=0, n_samples=50, seed=0).values
-    many = integrand.kernel_shap(model, x, target=0, n_samples=4000, seed=0).values
+    exact = integrand.methods.kernel_shap(model, x, target=0, n_samples=None).values
+    few = integrand.methods.kernel_shap(model, x, target=0, n_samples=50, seed=0).values
+    many = integrand.methods.kernel_shap(model, x, target=0, n_samples=4000, seed=0).values
     assert float((many - exact).norm()) < 0.5 * float((few - exact).norm())
     assert float((many - exact).norm()) < 0.05 * float(exact.norm()) + 1e-3
 
@@ -122,7 +122,7 @@ def test_occlusion_window_one_equals_feature_ablation() -> None:
     model = cnn()
     x = torch.rand(3, 1, 6, 6)
     occ = integrand.occlusion(model, x, target=1)
-    abl = integrand.feature_ablation(model, x, target=1)
+    abl = integrand.methods.feature_ablation(model, x, target=1)
     torch.testing.assert_close(occ.values, abl.values)
 
 
@@ -214,13 +214,13 @@ def test_named_masks_must_cover_every_input() -> None:
 
     x = {"a": torch.ones(1, 2), "b": torch.ones(1, 3)}
     with pytest.raises(InputError, match="missing \\['b'\\]") as info:
-        integrand.feature_ablation(model, x, feature_mask={"a": torch.tensor([0, 1])})
+        integrand.methods.feature_ablation(model, x, feature_mask={"a": torch.tensor([0, 1])})
     assert info.value.argument == "feature_mask"
 
 
 def test_enumerating_too_many_players_asks_for_n_samples() -> None:
     with pytest.raises(InputError, match="n_samples=") as info:
-        integrand.kernel_shap(nn.Linear(21, 1), torch.randn(1, 21), 0, n_samples=None)
+        integrand.methods.kernel_shap(nn.Linear(21, 1), torch.randn(1, 21), 0, n_samples=None)
     assert info.value.argument == "n_samples"
 
 
@@ -229,6 +229,6 @@ def test_per_example_feature_masks() -> None:
     model = Linear(w, 0.0)
     x = torch.ones(2, 4, dtype=torch.float64)
     mask = torch.tensor([[0, 0, 1, 1], [0, 1, 1, 1]])
-    result = integrand.feature_ablation(model, x, feature_mask=mask)
+    result = integrand.methods.feature_ablation(model, x, feature_mask=mask)
     assert result.values.tolist() == [[3.0, 3.0, 7.0, 7.0], [1.0, 9.0, 9.0, 9.0]]
     assert result.steps.tolist() == [2, 2]

@@ -36,10 +36,10 @@ def test_feature_ablation_matches_captum_with_groups() -> None:
     x = torch.rand(2, 1, 8, 8, dtype=torch.float64)
     mask = (torch.arange(8)[:, None] // 2 * 4 + torch.arange(8)[None, :] // 2).view(1, 1, 8, 8)
     base = torch.rand(2, 1, 8, 8, dtype=torch.float64)
-    ours = integrand.feature_ablation(model, x, 3, feature_mask=mask, baseline=base)
+    ours = integrand.methods.feature_ablation(model, x, 3, feature_mask=mask, baseline=base)
     theirs = captum_attr.FeatureAblation(model).attribute(x, baselines=base, target=3, feature_mask=mask)
     torch.testing.assert_close(ours.values, theirs, rtol=1e-10, atol=1e-12)
-    default = integrand.feature_ablation(model, x, 3)
+    default = integrand.methods.feature_ablation(model, x, 3)
     torch.testing.assert_close(default.values, captum_attr.FeatureAblation(model).attribute(x, target=3))
 
 
@@ -60,7 +60,7 @@ def test_lime_matches_captum_on_identical_masks(ridge: float) -> None:
     x = torch.randn(3, 6)
     mask = torch.tensor([0, 0, 1, 2, 3, 3])
     n, seed, width = 120, 5, 0.4
-    ours = integrand.lime(
+    ours = integrand.methods.lime(
         model, x, 1, feature_mask=mask, n_samples=n, kernel_width=width, ridge=ridge, baseline=0.1, seed=seed
     )
     z = BernoulliMasks(n_samples=n, kernel_width=width).sample(4, generator(seed)).xi
@@ -80,7 +80,7 @@ def test_kernel_shap_matches_captum_on_identical_coalitions() -> None:
     model = mlp(inputs=7, hidden=12, classes=3)
     x = torch.randn(2, 7)
     n, seed = 200, 9
-    ours = integrand.kernel_shap(model, x, 2, n_samples=n, seed=seed)
+    ours = integrand.methods.kernel_shap(model, x, 2, n_samples=n, seed=seed)
     draws = ShapleyCoalitions(n_samples=n).sample(7, generator(seed)).xi  # [ones, zeros, sampled...]
 
     class Fed(captum_attr.KernelShap):  # type: ignore[misc]

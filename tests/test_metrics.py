@@ -37,9 +37,9 @@ def test_completeness_reevaluates_the_model() -> None:
     ig = integrand.integrated_gradients(model, x, 1, steps=4)
     torch.testing.assert_close(metrics.completeness(model, ig, 1), ig.relative_error)
     torch.testing.assert_close(metrics.completeness(model, ig, 1, relative=False), ig.delta)
-    shap = integrand.kernel_shap(model, x, 1, n_samples=None)
+    shap = integrand.methods.kernel_shap(model, x, 1, n_samples=None)
     assert float(metrics.completeness(model, shap, 1).max()) < 1e-10
-    lime = integrand.c_lime(model, x, 1, seed=0)
+    lime = integrand.methods.c_lime(model, x, 1, seed=0)
     with pytest.raises(InputError) as info:
         metrics.completeness(model, lime, 1)
     assert info.value.argument == "attribution"

@@ -32,7 +32,7 @@ def problem() -> tuple[nn.Module, torch.Tensor]:
 def test_each_method_wins_its_own_neighbourhood(hood, winners: set[str], problem, state_guard) -> None:
     model, x = problem
     guard = state_guard(model)
-    result = integrand.recommend(model, x, hood, methods=CANDIDATES)
+    result = integrand.recommend.recommend(model, x, hood, methods=CANDIDATES)
     guard.assert_unchanged()
     assert result.best in winners, result.to_text()
     losers = [c for c in result.candidates if c.method not in winners]
@@ -43,7 +43,7 @@ def test_each_method_wins_its_own_neighbourhood(hood, winners: set[str], problem
 
 def test_failures_are_listed_last_with_their_error(problem) -> None:
     model, x = problem
-    result = integrand.recommend(model, x, LeaveOneOut(), methods=["gradient_shap", "feature_ablation", "blur_ig"])
+    result = integrand.recommend.recommend(model, x, LeaveOneOut(), methods=["gradient_shap", "feature_ablation", "blur_ig"])
     assert [c.method for c in result.candidates][0] == "feature_ablation"
     failed = {c.method: c.error for c in result.candidates[1:]}
     assert set(failed) == {"gradient_shap", "blur_ig"} and all(failed.values())
@@ -55,18 +55,18 @@ def test_failures_are_listed_last_with_their_error(problem) -> None:
 
 def test_per_method_params_override_the_matched_ones(problem) -> None:
     model, x = problem
-    result = integrand.recommend(
+    result = integrand.recommend.recommend(
         model, x, Gaussian(sigma=0.2, n_samples=100), methods=["c_lime"], params={"c_lime": {"sigma": 1.0}}
     )
     assert result.candidates[0].params["sigma"] == 1.0
-    matched = integrand.recommend(model, x, Gaussian(sigma=0.2, n_samples=100), methods=["c_lime"])
+    matched = integrand.recommend.recommend(model, x, Gaussian(sigma=0.2, n_samples=100), methods=["c_lime"])
     assert matched.candidates[0].params["sigma"] == 0.2 and matched.candidates[0].params["n_samples"] == 100
 
 
 def test_html_escapes_error_text(problem) -> None:
     model, x = problem
 
-    result = integrand.recommend(
+    result = integrand.recommend.recommend(
         model, x, LeaveOneOut(), methods=["feature_ablation"], params={"feature_ablation": {"baseline": "<b>"}}
     )
     html = result.to_html()
@@ -76,15 +76,15 @@ def test_html_escapes_error_text(problem) -> None:
 def test_bad_recommend_arguments(problem) -> None:
     model, x = problem
     with pytest.raises(InputError) as info:
-        integrand.recommend(model, x, Gaussian(sigma=0.1), methods=["limes"])
+        integrand.recommend.recommend(model, x, Gaussian(sigma=0.1), methods=["limes"])
     assert info.value.argument == "method"
     with pytest.raises(InputError) as info:
-        integrand.recommend(model, x, Point(), methods=["saliency"])
+        integrand.recommend.recommend(model, x, Point(), methods=["saliency"])
     assert info.value.argument == "loss"  # a single point cannot be fitted by function values
 
 
 def test_point_neighbourhood_with_gradient_loss_ranks_saliency_first(problem) -> None:
     model, x = problem
-    result = integrand.recommend(model, x, Point(), methods=["smoothgrad", "saliency"], loss="gradient")
+    result = integrand.recommend.recommend(model, x, Point(), methods=["smoothgrad", "saliency"], loss="gradient")
     assert result.best == "saliency" and result.candidates[0].loss < 1e-12
     assert all(c.top_gap != c.top_gap for c in result.candidates)  # no perturbation, so no gaps (NaN)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from integrand import InputError, make_rule
-from integrand.quadrature import RULES
+from integrand import InputError
+from integrand.quadrature import RULES, make_rule
 
 # Exactness degree of each rule family, given its number of nodes.
 DEGREE = {

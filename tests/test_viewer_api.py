@@ -202,7 +202,7 @@ def test_files_changed_on_disk_are_reloaded(tmp_path: Path) -> None:
 
 
 def test_store_runs_use_the_store_cue_query(client: TestClient, root: Path) -> None:
-    """Runs written by integrand.run: token shards only, cues from the store's TF-IDF word query."""
+    """Runs written by integrand.corpus.run: token shards only, cues from the store's TF-IDF word query."""
     from integrand.corpus import Corpus
 
     table = client.get("/api/corpus/documents", params={"run": "corpus/store"}).json()

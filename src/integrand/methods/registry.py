@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import InputError
@@ -18,7 +18,7 @@ class MethodInfo:
     """A registered method: its function, a one-line summary and its keyword parameters with defaults."""
 
     name: str
-    fn: MethodFn
+    fn: MethodFn = field(repr=False)
     summary: str
     params: dict[str, Any]
 
@@ -30,8 +30,12 @@ class Registry:
         self._methods: dict[str, MethodInfo] = {}
 
     def register(self, name: str, fn: MethodFn) -> None:
+        """Add ``fn`` under ``name``: ``fn(model, inputs, target=None, *, keyword parameters) -> Attribution``."""
+        if not isinstance(name, str) or not name.isidentifier():
+            raise InputError("name", f"expected a method name made of letters, digits and '_', got {name!r}")
         if name in self._methods:
             raise InputError("name", f"method {name!r} is already registered")
+        _check_signature(fn)
         doc = (inspect.getdoc(fn) or "").strip().splitlines()
         params = {
             p.name: (None if p.default is inspect.Parameter.empty else p.default)
@@ -54,11 +58,35 @@ class Registry:
             )
         return self._methods[name]
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a method added by :meth:`register`)."""
+        self.get(name)
+        del self._methods[name]
+
     def names(self) -> list[str]:
         return sorted(self._methods)
 
     def infos(self) -> list[MethodInfo]:
         return [self._methods[n] for n in self.names()]
+
+
+def _check_signature(fn: Any) -> None:
+    """``fn`` takes ``(model, inputs, target)`` positionally and everything else by keyword (no ``**kwargs``)."""
+    if not callable(fn):
+        raise InputError("fn", f"expected a function, got {type(fn).__name__}")
+    try:
+        parameters = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError) as exc:
+        raise InputError("fn", f"cannot read the signature of {fn!r}: {exc}") from None
+    positional = [
+        p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(positional) != 3 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        raise InputError(
+            "fn", "a method takes exactly three positional parameters (model, inputs, target) and keyword-only options"
+        )
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        raise InputError("fn", "a method names its options as keyword-only parameters; **kwargs is not accepted")
 
 
 def check_params(info: MethodInfo, params: Mapping[str, Any], extra: Iterable[str] = ()) -> None:
