@@ -10,9 +10,9 @@ and later forwards return those cached outputs instead of recomputing them
 from __future__ import annotations
 
 import difflib
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Literal, Mapping, Union
+from typing import Any, Callable, Iterator, Literal, Mapping, Sequence, Union
 
 import torch
 from torch import nn
@@ -234,23 +234,148 @@ def replace_layer(spec: LayerSpec, point: torch.Tensor) -> Iterator[None]:
     The forward runs without autograd until the layer, which restores the caller's mode: the
     lower part is recomputed (its result is discarded) but builds no graph.
     """
-
-    grad = torch.is_grad_enabled()
-
-    def make(original: Callable[..., Any]) -> Callable[..., Any]:
-        def forward(*args: Any, **kwargs: Any) -> Any:
-            torch.set_grad_enabled(grad)  # the surrounding no_grad restores the mode on exit
-            if spec.side == "input":
-                key = input_key(args, kwargs, spec.index, spec.name)
-                args, kwargs = set_input(args, kwargs, key, point)
-                return original(*args, **kwargs)
-            with torch.no_grad():
-                out = original(*args, **kwargs)
-            return set_element(out, output_key(out, spec.index, spec.name), point)
-
-        return forward
-
-    with patched_forward(spec.module, make), torch.no_grad():
+    with replace_layers([spec], [point]):
         yield
 
 
+def _by_module(specs: Sequence[LayerSpec], values: Sequence[Any]) -> list[list[tuple[LayerSpec, Any]]]:
+    """``(spec, value)`` pairs grouped by module (one patch per module), in first-seen order."""
+    groups: dict[int, list[tuple[LayerSpec, Any]]] = {}
+    for spec, value in zip(specs, values):
+        groups.setdefault(id(spec.module), []).append((spec, value))
+    return list(groups.values())
+
+
+@contextmanager
+def replace_layers(specs: Sequence[LayerSpec], points: Sequence[torch.Tensor]) -> Iterator[None]:
+    """Run the model with several attributed tensors replaced at once (``specs[i]`` by ``points[i]``).
+
+    Several specs may name elements of one module's output. The forward runs without autograd
+    until the first replaced layer, which restores the caller's mode.
+    """
+    grad = torch.is_grad_enabled()
+
+    def make(group: list[tuple[LayerSpec, Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                torch.set_grad_enabled(grad)  # the surrounding no_grad restores the mode on exit
+                if group[0][0].side == "input":
+                    for spec, point in group:
+                        args, kwargs = set_input(args, kwargs, input_key(args, kwargs, spec.index, spec.name), point)
+                    return original(*args, **kwargs)
+                with torch.no_grad():
+                    out = original(*args, **kwargs)
+                for spec, point in group:
+                    out = set_element(out, output_key(out, spec.index, spec.name), point)
+                return out
+
+            return forward
+
+        return wrap
+
+    with ExitStack() as patches:
+        for group in _by_module(specs, points):
+            patches.enter_context(patched_forward(group[0][0].module, make(group)))
+        patches.enter_context(torch.no_grad())
+        yield
+
+
+ALL = "all"
+"""``layer_output_index="all"``: every floating-point tensor element of the output (or argument of the input)."""
+
+
+def _all_keys(value: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any], spec: LayerSpec) -> list[Element]:
+    """The keys ``layer_output_index="all"`` stands for: every floating-point tensor element."""
+
+    def floating(v: Any) -> bool:
+        return isinstance(v, torch.Tensor) and v.is_floating_point()
+
+    if spec.side == "input":
+        keys: list[Element] = [i for i, a in enumerate(args) if floating(a)]
+        keys += [k for k, v in kwargs.items() if floating(v)]
+    elif isinstance(value, torch.Tensor):
+        keys = [None]
+    else:
+        keys = [k for k in _keys(value) if floating(value[k])]
+    if not keys:
+        raise InputError("layer_output_index", f"the {spec.side} of {spec.name!r} has no floating-point tensor")
+    return keys
+
+
+@dataclass(frozen=True)
+class Captured:
+    """The attributed tensors of one forward: ``specs`` with concrete element keys, their values, the output.
+
+    ``depends[j]``: the indices of the other tensors that tensor ``j`` is computed from (autograd).
+    """
+
+    specs: list[LayerSpec]
+    values: list[torch.Tensor]
+    output: Any
+    depends: list[list[int]]
+
+
+def capture_layers(specs: Sequence[LayerSpec], run: Callable[[], Any], *, dependence: bool) -> Captured:
+    """Run the model once and capture several attributed tensors (``index="all"`` is expanded).
+
+    With ``dependence``, each captured tensor is swapped for a leaf copy of itself, so that one
+    backward pass tells which tensors are computed from which (the output does not change).
+    Each module must run exactly once.
+    """
+    found: list[tuple[LayerSpec, torch.Tensor, torch.Tensor]] = []  # spec, value as computed, leaf
+    runs: dict[int, int] = {}
+
+    def leaf(spec: LayerSpec, value: Any) -> torch.Tensor:
+        if not isinstance(value, torch.Tensor):
+            raise InputError("layer_output_index", f"the attributed element of {spec.name!r} is {describe(value)}")
+        copy = value.detach().requires_grad_(dependence and value.is_floating_point())
+        found.append((spec, value, copy))
+        return copy
+
+    def make(group: list[tuple[LayerSpec, Any]]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        module = group[0][0].module
+
+        def wrap(original: Callable[..., Any]) -> Callable[..., Any]:
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                runs[id(module)] = runs.get(id(module), 0) + 1
+                if runs[id(module)] > 1:
+                    return original(*args, **kwargs)
+                out = None if group[0][0].side == "input" else original(*args, **kwargs)
+                for spec, _ in group:
+                    keys = _all_keys(out, args, kwargs, spec) if spec.index == ALL else [spec.index]
+                    for key in keys:
+                        one = LayerSpec(spec.name, spec.module, spec.side, key)
+                        if spec.side == "input":
+                            k = input_key(args, kwargs, key, spec.name)
+                            args, kwargs = set_input(args, kwargs, k, leaf(one, get_input(args, kwargs, k)))
+                        else:
+                            k = output_key(out, key, spec.name)
+                            out = set_element(out, k, leaf(one, get_element(out, k)))
+                return original(*args, **kwargs) if group[0][0].side == "input" else out
+
+            return forward
+
+        return wrap
+
+    with ExitStack() as patches:
+        for group in _by_module(specs, specs):
+            patches.enter_context(patched_forward(group[0][0].module, make(group)))
+        with torch.enable_grad() if dependence else torch.no_grad():
+            output = run()
+    for spec in specs:
+        if runs.get(id(spec.module), 0) != 1:
+            raise InputError(
+                "layer",
+                f"layer {spec.name!r} ran {runs.get(id(spec.module), 0)} times in one forward pass; "
+                "layer attribution needs a module that runs exactly once per forward",
+            )
+    depends: list[list[int]] = [[] for _ in found]
+    leaves = [copy for _, _, copy in found]
+    for j, (_, value, _) in enumerate(found):
+        if dependence and value.requires_grad and len(found) > 1:
+            others = [i for i in range(len(found)) if i != j and leaves[i].requires_grad]
+            grads = torch.autograd.grad(value.sum(), [leaves[i] for i in others], allow_unused=True, retain_graph=True)
+            depends[j] = [i for i, g in zip(others, grads) if g is not None]
+    specs_out = [s for s, _, _ in found]
+    values = [v.detach() for _, v, _ in found]
+    return Captured(specs_out, values, output, depends)

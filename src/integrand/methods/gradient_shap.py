@@ -126,7 +126,7 @@ def _run(
     model: Callable[..., Any],
     inputs: Inputs,
     target: TargetSpec,
-    baselines: References,
+    baselines: References | None,
     samples: int,
     stdev: float,
     seed: int | None,
@@ -134,6 +134,13 @@ def _run(
     memory_budget: int | None,
     forward_kwargs: Mapping[str, Any] | None,
 ) -> Attribution:
+    if baselines is None:
+        raise InputError(
+            "baselines",
+            f"{method} needs reference examples: a tensor [N, *input.shape[1:]] (a mapping of such per named "
+            "input), e.g. a sample of training inputs; for a single all-zeros reference pass "
+            "torch.zeros(1, *x.shape[1:])",
+        )
     check_count("samples", samples, 1)
     check_positive("stdev", stdev, allow_zero=True)
     input_set = as_input_set(inputs)
@@ -165,7 +172,7 @@ def gradient_shap(
     inputs: Inputs,
     target: TargetSpec = None,
     *,
-    baselines: References,
+    baselines: References | None = None,
     samples: int = DEFAULT_SAMPLES,
     stdev: float = 0.0,
     seed: int | None = None,
@@ -176,8 +183,8 @@ def gradient_shap(
     """GradientSHAP: IG from random references at random α, with optional Gaussian input noise.
 
     Args:
-        baselines: reference examples, a tensor [N, *input.shape[1:]] (a mapping of such per named
-            input); each sample draws one row uniformly.
+        baselines: required: reference examples, a tensor [N, *input.shape[1:]] (a mapping of such
+            per named input); each sample draws one row uniformly. Leaving it out raises InputError.
         samples: Monte Carlo samples per example.
         stdev: standard deviation of Gaussian noise added to the input per sample (0: none).
         seed: seeds every draw; seeded runs are bit-identical. With ``seed=None`` a seed is drawn
@@ -204,7 +211,7 @@ def expected_gradients(
     inputs: Inputs,
     target: TargetSpec = None,
     *,
-    baselines: References,
+    baselines: References | None = None,
     samples: int = DEFAULT_SAMPLES,
     seed: int | None = None,
     batch_size: int | None = None,
@@ -214,8 +221,9 @@ def expected_gradients(
     """Expected Gradients: IG averaged over references drawn from a data set, one random α each.
 
     Args:
-        baselines: the reference data set, a tensor [N, *input.shape[1:]] (a mapping of such per
-            named input), typically training examples; each sample draws one row uniformly.
+        baselines: required: the reference data set, a tensor [N, *input.shape[1:]] (a mapping of
+            such per named input), typically training examples; each sample draws one row uniformly.
+            Leaving it out raises InputError.
         samples: Monte Carlo samples per example (the sum converges to f(x) - E[f(x')]).
         seed: as for :func:`gradient_shap`.
         batch_size, memory_budget, forward_kwargs: as for ``integrated_gradients``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -15,6 +15,7 @@ from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tol
 from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError
 from ..inputs import Inputs, InputSet, as_input_set
+from ..layers import ALL
 from ..quadrature import MAX_STEPS, make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
@@ -53,13 +54,22 @@ def integrate_path(
     method: str = "integrated_gradients",
     extra_params: Mapping[str, Any] | None = None,
     output_at_input: torch.Tensor | None = None,
+    multiply_by_inputs: bool = True,
 ) -> Attribution:
     """Straight-line IG of ``model`` from ``baselines`` to ``inputs`` (shared by input and layer IG).
 
     ``output_at_input``: the model's output at ``inputs`` when the caller has it already (layer
     IG records it); it replaces a forward pass, and the memory probe too when ``batch_size`` is given.
+    ``multiply_by_inputs=False``: ``values`` are the path-averaged gradients (completeness is still
+    judged on their product with ``inputs - baselines``).
     """
     _check_tolerances(steps, tol, max_steps, atol)
+    if not multiply_by_inputs and tol is not None:
+        raise InputError(
+            "multiply_by_inputs",
+            "False needs a fixed rule (steps=): error control refines gradient x (input - baseline); "
+            "or divide result.values by (inputs - baseline) where it is non-zero",
+        )
     rule_obj = make_rule(rule, DEFAULT_STEPS if steps is None else steps) if tol is None else None
     if output_at_input is not None and batch_size is not None:
         measured = Probe(output=output_at_input.detach(), bytes_per_point=1)
@@ -90,6 +100,7 @@ def integrate_path(
             cursor += grad.shape[0]
             flat.index_add_(0, block.example, grad * w[:, None])
             del block, grad  # not alive during the next chunk's forward/backward: peak memory
+        averaged = flat
         flat = flat * diff
         step_count = torch.full((inputs.batch,), n)
         # Fixed rules are judged too: against DEFAULT_TOL (atol added), above the rounding floor.
@@ -103,7 +114,7 @@ def integrate_path(
         assert tol is not None
         magnitude = score_input.abs() + score_baseline.abs()
         adaptive = integrate(engine, baselines, diff, total, float(tol), float(atol), max_steps, magnitude)
-        flat = adaptive.values
+        flat = averaged = adaptive.values
         step_count, converged, quadrature_error = adaptive.steps, adaptive.converged, adaptive.quadrature_error
         if not bool(converged.all()):
             bad = [i for i, ok in enumerate(converged.tolist()) if not ok]
@@ -113,7 +124,7 @@ def integrate_path(
                 ConvergenceWarning,
                 stacklevel=3,
             )
-    values = inputs.unflat(flat)
+    values = inputs.unflat(flat if multiply_by_inputs else averaged)
     params: dict[str, Any] = {
         "rule": rule if rule_obj is not None else "adaptive-simpson",
         "steps": steps if rule_obj is not None else None,
@@ -122,6 +133,7 @@ def integrate_path(
         "max_steps": max_steps if tol is not None else None,
         "atol": atol,
         "noise_floor_ulps": NOISE_ULPS,
+        "multiply_by_inputs": multiply_by_inputs,
         "target": repr(resolved)
         if not callable(target) or isinstance(target, torch.Tensor)
         else getattr(target, "__name__", repr(target)),
@@ -157,12 +169,13 @@ def integrated_gradients(
     memory_budget: int | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
     seed: int = 0,
-    layer: torch.nn.Module | str | None = None,
+    layer: torch.nn.Module | str | Sequence[torch.nn.Module | str] | None = None,
     layer_side: str = "output",
     layer_output_index: int | str | None = None,
     neuron: Any = None,
     input_baseline: Any = None,
     reuse: bool = True,
+    multiply_by_inputs: bool = True,
 ) -> Attribution:
     """Integrated Gradients of ``target(model(inputs))`` along the straight line from ``baseline``.
 
@@ -188,10 +201,15 @@ def integrated_gradients(
         seed: seed of the "uniform" baseline.
         layer: attribute to this module's tensor instead of the inputs (a module of ``model``
             or its dotted name); inputs may then be integer (token ids). The part of the model
-            below the layer runs once per example, not once per point (docs/layers.md).
+            below the layer runs once per example, not once per point (docs/layers.md). A list
+            of layers is attributed jointly: all their tensors move along one straight line
+            (the same α) from their baselines, and ``values`` maps each layer name to its
+            attribution. The layers must not feed each other (checked).
         layer_side: "output" (default) or "input" of the layer.
         layer_output_index: the element of a tuple/mapping/ModelOutput output (with
-            ``layer_side="input"``: the positional index or keyword name of the argument).
+            ``layer_side="input"``: the positional index or keyword name of the argument);
+            ``"all"``: every floating-point tensor element at once, jointly as for a list of
+            layers, keyed ``"name[element]"`` in ``values``.
         neuron: neuron IG: attribute the inputs' contribution to units of the layer's tensor
             (an int flat index, a tuple of ints/slices per non-batch dim (selected units are
             summed), or a callable ``activation -> Tensor[batch]``); ``target`` must be None.
@@ -200,6 +218,9 @@ def integrated_gradients(
             layer is the path's start. Excludes ``baseline``.
         reuse: replay the frozen part below the layer instead of recomputing it at every point
             (falls back to recomputation by itself when replay does not reproduce the model).
+        multiply_by_inputs: False returns the path-averaged gradient instead (not multiplied by
+            ``x - baseline``, Captum's "local" attribution; needs a fixed rule). ``delta`` and
+            ``converged`` still judge the completeness of ``values * (x - baseline)``.
     """
     check_model(model)
     integration: dict[str, Any] = {
@@ -211,10 +232,38 @@ def integrated_gradients(
         "batch_size": batch_size,
         "memory_budget": memory_budget,
     }
+    if not isinstance(multiply_by_inputs, bool):
+        raise InputError("multiply_by_inputs", f"expected True or False, got {multiply_by_inputs!r}")
+    if not multiply_by_inputs:
+        integration["multiply_by_inputs"] = False
     if layer is not None:
-        from .layer_ig import layer_integrated_gradients, layer_spec, neuron_integrated_gradients
+        from .layer_ig import (
+            joint_layer_integrated_gradients,
+            layer_integrated_gradients,
+            layer_specs,
+            neuron_integrated_gradients,
+        )
 
-        spec = layer_spec(model, layer, layer_side, layer_output_index)
+        specs = layer_specs(model, layer, layer_side, layer_output_index)
+        if len(specs) > 1 or layer_output_index == ALL or isinstance(layer, (list, tuple)):
+            if neuron is not None:
+                raise InputError(
+                    "neuron",
+                    "neuron IG reads one tensor: give one layer and one layer_output_index (a callable "
+                    "neuron receives that tensor and may combine any of its units)",
+                )
+            return joint_layer_integrated_gradients(
+                model,
+                inputs,
+                target,
+                specs,
+                baseline=baseline,
+                input_baseline=input_baseline,
+                seed=seed,
+                forward_kwargs=forward_kwargs,
+                **integration,
+            )
+        spec = specs[0]
         if neuron is not None:
             return neuron_integrated_gradients(
                 model,

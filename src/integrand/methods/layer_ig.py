@@ -20,7 +20,7 @@ from ..checks import check_call
 from ..errors import InputError, ModelError
 from ..frozen import EXAMPLE_KWARG, Above, FrozenPrefix, check, run_full
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set, call_model
-from ..layers import SIDES, Element, LayerSpec, resolve_layer, run_to_layer
+from ..layers import SIDES, Element, LayerSpec, capture_layers, replace_layers, resolve_layer, run_to_layer
 from ..result import Attribution
 from ..targets import TargetSpec
 from .integrated_gradients import integrate_path
@@ -33,6 +33,18 @@ def _internal(wrapper: ModuleT) -> ModuleT:
     """An integrand wrapper around the user's (eval-mode) model: in eval mode itself, the model untouched."""
     wrapper.training = False  # not .eval(): that would recurse into the user's model
     return wrapper
+
+
+def layer_specs(model: Any, layer: Any, side: str, index: Element) -> list[LayerSpec]:
+    """One spec per layer of ``layer`` (a module, a dotted name, or a list/tuple of these)."""
+    layers = list(layer) if isinstance(layer, (list, tuple)) else [layer]
+    if not layers:
+        raise InputError("layer", "expected at least one layer, got an empty list")
+    specs = [layer_spec(model, one, side, index) for one in layers]
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise InputError("layer", f"the list names a layer twice: {names}")
+    return specs
 
 
 def layer_spec(model: Any, layer: nn.Module | str, side: str, index: Element) -> LayerSpec:
@@ -209,6 +221,111 @@ def layer_integrated_gradients(
     )
 
 
+def tensor_name(spec: LayerSpec) -> str:
+    """The key of one attributed tensor in a joint result: the layer name, with ``[element]`` if any."""
+    return spec.name if spec.index is None else f"{spec.name}[{spec.index}]"
+
+
+class AboveSeveral(nn.Module):
+    """The model as a function of several attributed tensors, passed as keywords named by ``tensor_name``."""
+
+    def __init__(self, model: Any, specs: list[LayerSpec], inputs: InputSet) -> None:
+        super().__init__()
+        self.model = model
+        self.specs = specs
+        self.inputs = inputs
+
+    def forward(self, **kwargs: Any) -> torch.Tensor:
+        example = kwargs.pop(EXAMPLE_KWARG)
+        points = [kwargs.pop(tensor_name(spec)) for spec in self.specs]
+        tensors = {k: v[example] for k, v in self.inputs.tensors.items()}
+        with replace_layers(self.specs, points):
+            return call_model(self.model, self.inputs, tensors, kwargs)
+
+
+def joint_layer_integrated_gradients(
+    model: Any,
+    inputs: Inputs,
+    target: TargetSpec,
+    specs: list[LayerSpec],
+    *,
+    baseline: BaselineSpec,
+    input_baseline: Any,
+    seed: int,
+    forward_kwargs: Mapping[str, Any] | None,
+    **integration: Any,
+) -> Attribution:
+    """IG w.r.t. several tensors at once: one straight line from each tensor's baseline to its value.
+
+    All tensors are replaced together at every point (the same α), so the result is the IG of the
+    model seen as a function of all of them; with independent tensors that form a cut between
+    inputs and output, the attributions of all tensors together sum to ``f(x) - f(x')``.
+    """
+    if baseline is not None and input_baseline is not None:
+        raise InputError("input_baseline", "give baseline= (activation space) or input_baseline= (inputs), not both")
+    raw = raw_inputs(inputs)
+    check_call(model, raw, forward_kwargs)
+    captured = capture_layers(specs, run_full(model, raw, forward_kwargs), dependence=True)
+    names = [tensor_name(s) for s in captured.specs]
+    for j, on in enumerate(captured.depends):
+        if on:
+            raise InputError(
+                "layer",
+                f"{names[j]!r} is computed from {names[on[0]]!r}; joint attribution replaces both, so "
+                f"{names[on[0]]!r} would be credited only through paths that bypass {names[j]!r}. "
+                "Give layers that do not feed each other, or attribute each in its own call",
+            )
+    acts: dict[str, torch.Tensor] = {}
+    for name, spec, value in zip(names, captured.specs, captured.values):
+        if not value.is_floating_point():
+            raise InputError("layer_side", f"the {spec.side} {name!r} is {value.dtype}: not interpolable")
+        if value.dim() < 1 or value.shape[0] != raw.batch:
+            raise ModelError("layer", f"{name!r} has shape {tuple(value.shape)}: no batch dim {raw.batch} first")
+        first = next(iter(acts.values()), value)
+        if value.dtype != first.dtype or value.device != first.device:
+            raise InputError("layer", f"{name!r} is {value.dtype} on {value.device}, another tensor {first.dtype}")
+        acts[name] = value
+    act = InputSet(acts, named=True)
+    if input_baseline is not None:
+        base = input_baselines(raw, input_baseline, seed)
+        at_base = capture_layers(
+            captured.specs, lambda: call_model(model, raw, base, dict(forward_kwargs or {})), dependence=False
+        )
+        baselines = {}
+        for name, value in zip(names, at_base.values):
+            if value.shape != acts[name].shape:
+                raise ModelError(
+                    "input_baseline",
+                    f"the baseline's {name!r} has shape {tuple(value.shape)}, the input's {tuple(acts[name].shape)}",
+                )
+            baselines[name] = value.to(acts[name].dtype)
+    else:
+        if isinstance(baseline, torch.Tensor):
+            raise InputError("baseline", f"several tensors {names}: give a number, a callable or a mapping by name")
+        baselines = make_baselines(act, baseline, seed)
+    output = captured.output if isinstance(captured.output, torch.Tensor) else getattr(captured.output, "logits", None)
+    params = {
+        "layer": [s.name for s in specs],
+        "layer_side": specs[0].side,
+        "layer_output_index": specs[0].index,
+        "tensors": names,
+        "reuse": "off (several tensors are replaced jointly)",
+        "baseline_space": "input" if input_baseline is not None else "activation",
+    }
+    kwargs = {**(forward_kwargs or {}), EXAMPLE_KWARG: torch.arange(raw.batch, device=act.device)}
+    return integrate_path(
+        _internal(AboveSeveral(model, captured.specs, raw)),
+        act,
+        baselines,
+        target,
+        forward_kwargs=kwargs,
+        method="layer_integrated_gradients",
+        extra_params=params,
+        output_at_input=output.detach() if isinstance(output, torch.Tensor) else None,
+        **integration,
+    )
+
+
 def neuron_selector(neuron: Any, shape: tuple[int, ...]) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function ``activation -> Tensor[batch]``: one unit (int, index tuple) or a sum of units (slices)."""
     units = math.prod(shape)
@@ -233,6 +350,22 @@ def neuron_selector(neuron: Any, shape: tuple[int, ...]) -> Callable[[torch.Tens
     if callable(neuron):
         return neuron  # type: ignore[no-any-return]
     raise InputError("neuron", f"expected an int, a tuple of ints/slices or a callable, got {type(neuron).__name__}")
+
+
+def _check_neuron_score(score: Any, batch: int) -> None:
+    """A callable neuron selector must give one score per example: Tensor[batch]."""
+    if isinstance(score, torch.Tensor) and score.dim() == 0:
+        raise InputError(
+            "neuron",
+            "the callable returned one number for the whole batch (0-d); return one score per example, "
+            "e.g. `lambda a: a[:, 3]` or `lambda a: a[:, :, 2].sum(dim=1)` instead of `... .sum()`: each "
+            "example's gradient of a batch sum is its own gradient, so the attributions are the same",
+        )
+    if not isinstance(score, torch.Tensor) or tuple(score.shape) != (batch,):
+        got = tuple(score.shape) if isinstance(score, torch.Tensor) else type(score).__name__
+        raise InputError(
+            "neuron", f"the callable must return a tensor of shape ({batch},), one score per example; got {got}"
+        )
 
 
 class Below(nn.Module):
@@ -273,6 +406,10 @@ def neuron_integrated_gradients(
             spec, lambda: call_model(model, input_set, input_set.tensors, dict(forward_kwargs or {}))
         )
     select = neuron_selector(neuron, tuple(activation.shape[1:]))
+    if callable(neuron):
+        with torch.no_grad():
+            score = select(activation)
+        _check_neuron_score(score, activation.shape[0])
     baselines = make_baselines(input_set, baseline, seed=seed)
     params = {"layer": spec.name, "layer_side": spec.side, "layer_output_index": spec.index, "neuron": repr(neuron)}
     return integrate_path(
