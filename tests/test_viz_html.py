@@ -91,7 +91,8 @@ def test_token_html_escapes_and_colours_by_sign() -> None:
     assert not tree.find("img") and not tree.find("script")
     spans = tree.find("span", class_="tok")
     assert len(spans) == 4
-    assert "".join(tree.text).count(XSS) == 1 and "&amp;" in "".join(tree.text)
+    # Each token shows as text once in the coloured line; the two-sided evidence table repeats the scored ones.
+    assert "".join(tree.text).count(XSS) == 2 and "&amp;" in "".join(tree.text)
     assert spans[1]["style"] == "background:rgb(51,51,255)" and spans[3]["style"] == "background:rgb(255,51,51)"
     assert spans[2]["style"] == "background:rgb(255,255,255)"
     assert spans[0]["title"] == "1"

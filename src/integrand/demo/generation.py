@@ -12,16 +12,18 @@ PROMPT = "The capital of France is"
 def run(out: Path) -> str:
     from ..generation import GenerationExplainer
     from ..generation.smollm import load_smollm2
+    from ..viz.labels import foil_tokens, quote_tokens, versus
 
     model, tokenizer = load_smollm2()
     gx = GenerationExplainer(model, tokenizer)
     forced = gx(PROMPT, target=" Paris", tol=1e-2)
     contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", tol=1e-2)
     parts = []
-    for name, res in (("forced", forced), ("contrast", contrast)):
+    for name, res, foil in (("forced", forced, None), ("contrast", contrast, (" Lyon",))):
         print("   " + res.summary().replace("\n", "\n   "))
         res.save(out / f"generation_{name}.safetensors")
-        parts.append(res.to_html(title=f"{PROMPT!r} -> {res.target_tokens}: {res.score}"))
+        attributed = versus(res.target_tokens, foil_tokens(res.params) or foil)
+        parts.append(res.to_html(title=f"{quote_tokens(PROMPT)} -> {attributed}: {res.score}"))
     top = ", ".join(f"{tok!r} ({value:+.2f})" for _, tok, value in forced.top_sources(3))
     rel = forced.relative_error
     note = (

@@ -5,21 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from .. import storage
 from ..convergence import relative_error as _relative_error
 from ..errors import InputError, MissingExtraError
+from ..protocol import ResultMixin
 
 FORMAT = "integrand.GenerationAttribution"
 FORMAT_VERSION = 1
 _TENSORS = ("token_ids", "matrix", "score_input", "score_baseline", "delta", "steps", "converged", "quadrature_error")
 
 
-@dataclass(frozen=True)
-class GenerationAttribution:
+@dataclass(frozen=True, repr=False)
+class GenerationAttribution(ResultMixin):
     """One prompt's attribution.
 
     ``tokens`` is the full sequence (prompt then targets); target ``k`` is token ``n_prompt + k``.
@@ -48,6 +49,16 @@ class GenerationAttribution:
     quadrature_error: torch.Tensor | None = None
     source_groups: dict[str, tuple[int, int]] | None = None
     n_encoder: int | None = None
+
+    AXES = ("target", "source")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``matrix``: [targets, sources]."""
+        return self.matrix
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"target": self.target_tokens, "source": self.source_tokens}
 
     @property
     def target_tokens(self) -> tuple[str, ...]:
@@ -150,11 +161,13 @@ class GenerationAttribution:
 
     def to_html(self, *, title: str | None = None) -> str:
         """A token x token heatmap table (targets as rows, sources as columns); all text escaped."""
+        from ..viz.adapters import generation_caption
         from ..viz.html import STYLE, diverging_rgb
+        from ..viz.labels import visible_token
 
         rgb = diverging_rgb(self.matrix).tolist()
         rel = self.relative_error
-        head = "".join(f"<th>{escape(t)}</th>" for t in self.source_tokens)
+        head = "".join(f"<th>{escape(visible_token(t))}</th>" for t in self.source_tokens)
         rows = []
         for k, tok in enumerate(self.target_tokens):
             cells = []
@@ -163,14 +176,16 @@ class GenerationAttribution:
                 value = float(self.matrix[k, j])
                 later = j >= self.n_prompt + k
                 cells.append(
-                    f'<td style="background:rgb({r},{g},{b})" title="{escape(self.tokens[j])}: {value:.4g}">'
+                    f'<td style="background:rgb({r},{g},{b})" '
+                    f'title="{escape(visible_token(self.tokens[j]))}: {value:.4g}">'
                     f"{'' if later else f'{value:.2g}'}</td>"
                 )
             status = "" if bool(self.converged[k]) else ' <span class="bad">not converged</span>'
             err = "" if rel is None else f" ({float(rel[k]):.1e})"
-            rows.append(f"<tr><th>{escape(tok)}{escape(err)}{status}</th>{''.join(cells)}</tr>")
+            rows.append(f"<tr><th>{escape(visible_token(tok))}{escape(err)}{status}</th>{''.join(cells)}</tr>")
+        heading = title or f"{self.method}: {generation_caption(self)}"
         caption = (
-            f"{escape(title or self.method)}: {escape(self.score)} of each target token (rows) attributed to earlier "
+            f"{escape(heading)}: {escape(self.score)} of each target token (rows) attributed to earlier "
             f"tokens (columns); fixed positions {escape(str(list(self.fixed_positions)))}"
         )
         return f"{STYLE}<table><caption>{caption}</caption><tr><th></th>{head}</tr>{''.join(rows)}</table>"

