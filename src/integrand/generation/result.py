@@ -5,22 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
 from .. import storage
 from ..convergence import relative_error as _relative_error
 from ..errors import InputError, MissingExtraError
-from ..protocol import ResultMixin
 
 FORMAT = "integrand.GenerationAttribution"
 FORMAT_VERSION = 1
 _TENSORS = ("token_ids", "matrix", "score_input", "score_baseline", "delta", "steps", "converged", "quadrature_error")
 
 
-@dataclass(frozen=True, repr=False)
-class GenerationAttribution(ResultMixin):
+@dataclass(frozen=True)
+class GenerationAttribution:
     """One prompt's attribution.
 
     ``tokens`` is the full sequence (prompt then targets); target ``k`` is token ``n_prompt + k``.
@@ -49,16 +48,6 @@ class GenerationAttribution(ResultMixin):
     quadrature_error: torch.Tensor | None = None
     source_groups: dict[str, tuple[int, int]] | None = None
     n_encoder: int | None = None
-
-    AXES = ("target", "source")
-
-    @property
-    def values(self) -> torch.Tensor:
-        """The protocol's name for ``matrix``: [targets, sources]."""
-        return self.matrix
-
-    def axis_labels(self) -> dict[str, Sequence[str]]:
-        return {"target": self.target_tokens, "source": self.source_tokens}
 
     @property
     def target_tokens(self) -> tuple[str, ...]:
