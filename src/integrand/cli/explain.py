@@ -6,6 +6,7 @@ import argparse
 import json
 from typing import Any
 
+from ..defaults import CLI, METHOD, TEXT_BASELINE
 from .options import int_or_name, output_file, positive_int, positive_number
 
 DEFAULT_MODEL = "toxicity"
@@ -20,14 +21,26 @@ def add_parser(sub: Any) -> None:
         help="'toxicity' (default), 'minilm-sentiment', or a Hugging Face sequence classifier (local dir or hub id)",
     )
     p.add_argument("--target", default=None, help="label name or index to explain (default: the predicted label)")
-    p.add_argument("--method", default="ig", help="attribution method (default: ig)")
-    p.add_argument("--baseline", default="pad", help="pad (default), mask, unk, zero, or a token id")
-    p.add_argument("--score", default="logit", choices=["logit", "probability", "log-probability"])
-    p.add_argument("--tol", type=positive_number, default=1e-3, help="relative completeness tolerance (default 1e-3)")
+    p.add_argument(
+        "--method", default=METHOD, help="attribution method: integrated_gradients ('ig' is accepted for it)"
+    )
+    p.add_argument(
+        "--baseline",
+        default=TEXT_BASELINE,
+        help="the token each content token becomes: pad, mask, unk, zeros (a zero embedding; 'zero' is "
+        "accepted), or a token id",
+    )
+    p.add_argument(
+        "--score",
+        default="logit",
+        choices=["logit", "probability", "log-probability"],
+        help="what is attributed: the target's logit, probability or log-probability",
+    )
+    p.add_argument("--tol", type=positive_number, default=CLI.tol, help="relative completeness tolerance")
     p.add_argument("--steps", type=positive_int, help="fixed number of integration points instead of --tol")
     p.add_argument("--html", type=output_file, default=None, help="write an HTML report here")
     p.add_argument("--json", type=output_file, default=None, help="write the results as JSON here")
-    p.add_argument("--quiet", action="store_true", help="do not print the coloured view")
+    p.add_argument("--quiet", action="store_true", help="do not print the coloured view (same as the global --quiet)")
     p.set_defaults(handler=run)
 
 
@@ -45,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
         score=args.score,
         steps=args.steps,
         tol=None if args.steps is not None else args.tol,
+        progress=args.progress,
     )
     if not args.quiet:
         for result in results:

@@ -155,8 +155,38 @@ def strict(kind: Any) -> Callable[[str], Any]:
     return checked
 
 
+EXIT_STATUS = (
+    "exit status: 0 the results were written (a warning such as 'did not converge' is printed as one "
+    "'integrand: warning:' line); 1 with --strict when a warning was printed, or an internal error; "
+    "2 bad input (one line naming the argument); 130 interrupted."
+)
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help unless the help already names its default.
+
+    None, False and suppressed defaults are not shown (they mean "not given"); the help text of such
+    an option says what happens then."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if "default" in text or default in (None, False, argparse.SUPPRESS) or isinstance(default, bool):
+            return text
+        if not action.option_strings and action.nargs not in (argparse.OPTIONAL, argparse.ZERO_OR_MORE):
+            return text
+        shown = " ".join(str(v) for v in default) if isinstance(default, (list, tuple)) else str(default)
+        return f"{text} (default: {shown.replace('%', '%%')})"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with strict value types and errors raised as :class:`UsageError` (one line, exit 2)."""
+    """argparse with strict value types, every option's default in ``--help``, the exit status as the
+    epilog, and errors raised as :class:`UsageError` (one line, exit 2)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", DefaultsFormatter)
+        kwargs.setdefault("epilog", EXIT_STATUS)
+        super().__init__(*args, **kwargs)
 
     def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
         if kwargs.get("action") in _VALUE_ACTIONS:

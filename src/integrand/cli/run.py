@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
+from ..defaults import CLI
 from .options import int_or_name, output_dir, positive_int, positive_number
 
 _FLAGS = {"target": "--target", "threshold": "--threshold", "max_failures": "--max-failures"}
@@ -43,13 +43,17 @@ def add_parser(sub: Any) -> None:
         help="share of documents that may fail to be explained before the run fails (default: 0.5); "
         "fewer failures are kept in the error column with a warning",
     )
-    p.add_argument("--steps", type=positive_int, default=None, help="fixed integration steps per document")
-    p.add_argument("--tol", type=positive_number, default=None, help="error-controlled integration to this tolerance")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="fixed integration steps per document instead of --tol"
+    )
+    p.add_argument(
+        "--tol", type=positive_number, default=CLI.tol, help="error-controlled integration to this relative tolerance"
+    )
     p.add_argument("--out", type=output_dir, required=True, help="folder of the Parquet store (resumable)")
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or ray")
     p.add_argument("--workers", type=positive_int, default=2, help="Ray actors (default: 2)")
     p.add_argument("--chunk-docs", type=positive_int, default=64, help="documents per shard, the unit of resumption")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (same as the global --quiet)")
     p.add_argument(
         "--rebuild", action="store_true", help="discard the store in --out (manifest and shards) and start over"
     )
@@ -61,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..corpus import ExplainSettings
     from ..corpus.targets import FailedDocumentsWarning
-    from ..errors import ConvergenceWarning, InputError
+    from ..errors import InputError
     from ..text import TextExplainer
 
     explainer = TextExplainer.from_pretrained(args.model)
@@ -69,17 +73,15 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FailedDocumentsWarning)
         try:
-            settings = ExplainSettings(target=target, steps=args.steps, tol=args.tol, threshold=args.threshold)
+            tol = None if args.steps is not None else args.tol
+            settings = ExplainSettings(target=target, steps=args.steps, tol=tol, threshold=args.threshold)
             summary = _run(explainer, args, settings)
         except InputError as exc:
             if exc.argument in _FLAGS:
                 raise InputError(_FLAGS[exc.argument], str(exc).split(": ", 1)[-1]) from None
             raise
-    for w in caught:
-        if issubclass(w.category, (FailedDocumentsWarning, ConvergenceWarning)):
-            print(f"integrand: warning: {w.message}", file=sys.stderr)
-        else:
-            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    for w in caught:  # shown as one line each by the command (and counted by --strict)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     failed = f", {summary.failed} failed" if summary.failed else ""
     print(
         f"{summary.documents} documents in {summary.chunks} chunks ({summary.written} written now, "
@@ -95,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(explainer: Any, args: argparse.Namespace, settings: Any) -> Any:
     from ..corpus import run as run_corpus
+    from ..progress import enabled
 
     return run_corpus(
         explainer,
@@ -107,7 +110,7 @@ def _run(explainer: Any, args: argparse.Namespace, settings: Any) -> Any:
         chunk_docs=args.chunk_docs,
         engine=args.engine,
         workers=args.workers,
-        progress=not args.quiet,
+        progress=enabled(args.progress),
         rebuild=args.rebuild,
         max_failures=args.max_failures,
     )

@@ -13,10 +13,12 @@ import torch
 
 from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import autograd_bytes, chunk_size
+from ..progress import bar as progress_bar
 from ..quadrature import Rule
 from .batching import Row, build_batch
 from .forward_mode import select_scorer
 from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
+from .lrp import lrp_relevance
 from .result import GenerationAttribution
 from .runner import Batch, Runner, embedding_override
 from .steps import StepFunction
@@ -42,6 +44,7 @@ class Request:
     batch_size: int | None = None
     memory_budget: int | None = None
     gradient_mode: str = "auto"
+    progress: bool | None = None  # integrand.progress.enabled's rule
 
 
 def attribute_rows(
@@ -121,15 +124,24 @@ def integrate_batch(
     score_baseline = delta = qerr = floor = at_floor = None
     converged = batch.valid.cpu()
     n_steps = torch.ones(n_rows, dtype=torch.long)
-    if method == "integrated_gradients":
+    extra: dict[str, Any] = {}
+    if method == "lrp":
+        # No baseline: relevance should sum to the score itself (reference 0); delta is what it misses.
+        relevance = lrp_relevance(scorer, inputs, score_input, batch.valid, request.progress)
+        values, delta, converged, extra = relevance.values, relevance.delta, relevance.converged, relevance.params
+        score_baseline = torch.zeros_like(score_input)
+    elif method == "integrated_gradients":
         score_baseline = scorer.scores(all_rows, baselines)
         total = score_input - score_baseline
 
         def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
             return (grad * diff[r]).sum(dim=-1)
 
+        n_targets = int(batch.valid.sum())
         if rule_obj is not None:
-            values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce)
+            total_points = n_rows * rule_obj.steps
+            with progress_bar(f"IG, {n_targets} target tokens: points", total_points, request.progress) as bar:
+                values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce, bar)
             n_steps = torch.full((n_rows,), rule_obj.steps)
             # Fixed rules are judged too (integrand.convergence): DEFAULT_TOL, above the rounding floor.
             residual = total.double() - values.double().sum(dim=-1)
@@ -138,7 +150,9 @@ def integrate_batch(
             converged = within_tolerance(residual.detach(), total.detach(), None, atol, fixed_floor) & converged
         else:
             assert tol is not None
-            outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps)
+            with progress_bar(f"IG to tol {tol:g}: points", None, request.progress) as bar:
+                bar.update(note=f"0/{n_targets} targets converged")
+                outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps, bar=bar)
             values, n_steps, converged, qerr = (
                 outcome.values,
                 outcome.steps,
@@ -172,6 +186,7 @@ def integrate_batch(
         "forward_points": runner.forwards,
         "gradient_mode": mode.mode,
         "gradient_mode_note": mode.note,
+        **extra,
     }
     return Integrated(
         values, step_scores, score_input, score_baseline, delta, n_steps, converged, qerr, floor, at_floor, params

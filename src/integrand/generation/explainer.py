@@ -14,6 +14,7 @@ import torch
 
 from ..checks import check_model
 from ..convergence import DEFAULT_TOL
+from ..defaults import canonical_baseline, canonical_method
 from ..errors import InputError, ModelError
 from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
@@ -24,7 +25,10 @@ from .runner import input_embedding_layer
 from .seq2seq import Seq2Seq, is_encoder_decoder
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
 
-METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient")
+METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradient", "lrp")
+DEFAULT_METHOD = "integrated_gradients"
+"""The method ``GenerationExplainer`` and ``integrand generate`` use unless ``method=`` is given."""
+BASELINES: tuple[str, ...] = ("mean", "zeros", "unk", "pad", "eos", "bos")
 DEFAULT_MAX_STEPS = 1025
 DEFAULT_NEW_TOKENS = 8
 
@@ -106,11 +110,14 @@ class GenerationExplainer:
         """Attribute ``target`` (teacher-forced) or ``max_new_tokens`` greedy tokens after each prompt.
 
         Options (keyword-only): ``contrast_prompt`` (for "kl_divergence"), ``method``
-        ("integrated_gradients", "saliency", "input_x_gradient"), ``score`` (the attributed step
-        function; default "log_probability", or "contrast_log_prob_diff" with ``contrast``),
+        ("integrated_gradients", "saliency", "input_x_gradient", "lrp": AttnLRP, see
+        docs/generation.md), ``score`` (the attributed step function; default "log_probability",
+        or "contrast_log_prob_diff" with ``contrast``; for "lrp" "logit" and "contrast_logit_diff"),
         ``log_scores`` (more step functions to log), ``steps``/``rule`` (fixed rule) or ``tol``
         (error control per target token, the default with ``tol=1e-2``), ``max_steps``, ``atol``,
-        ``baseline``, ``fixed``, ``gradient_mode`` ("auto", "reverse", "forward"; see docs/generation.md).
+        ``baseline``, ``fixed``, ``gradient_mode`` ("auto", "reverse", "forward"; see docs/generation.md),
+        ``progress`` (a bar of points done and targets converged; None: on when stderr is a terminal,
+        see ``integrand.progress``). "ig" and "zero" are accepted for "integrated_gradients" and "zeros".
         """
         single = isinstance(prompt, str)
         prompts = as_list(prompt, "prompt")
@@ -271,7 +278,7 @@ class GenerationExplainer:
         groups: dict[str, tuple[int, int]] | None,
         *,
         contrast_prompt: str | None = None,
-        method: str = "integrated_gradients",
+        method: str = DEFAULT_METHOD,
         score: StepSpec | None = None,
         log_scores: Sequence[StepSpec] = (),
         steps: int | None = None,
@@ -282,10 +289,10 @@ class GenerationExplainer:
         baseline: BaselineSpec | None = None,
         fixed: int | str | None = None,
         gradient_mode: str = "auto",
+        progress: bool | None = None,
     ) -> list[GenerationAttribution]:
         check_model(self.model)
-        if method not in METHODS:
-            raise InputError("method", f"unknown method {method!r}; expected one of {', '.join(METHODS)}")
+        method = canonical_method(method, METHODS)
         check_gradient_mode(gradient_mode, method)
         if max_new_tokens is not None and (
             isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1
@@ -307,11 +314,12 @@ class GenerationExplainer:
             tol = DEFAULT_TOL
         rule_obj = make_rule(rule, steps) if steps is not None else None
         fixed_spec = self.fixed if fixed is None else check_fixed(fixed)
-        baseline_spec = self.baseline if baseline is None else baseline
+        baseline_spec = canonical_baseline(self.baseline if baseline is None else baseline, BASELINES)
+        # LRP explains a logit (a linear read-out); the log-sum-exp of a log-probability is not conserved.
+        lrp = method == "lrp"
+        default_score = ("contrast_logit_diff", "logit") if lrp else ("contrast_log_prob_diff", "log_probability")
         score_name, score_fn = resolve_step(
-            score
-            if score is not None
-            else ("contrast_log_prob_diff" if contrasts[0] is not None else "log_probability"),
+            score if score is not None else (default_score[0] if contrasts[0] is not None else default_score[1]),
             "score",
         )
         logged = {n: f for n, f in (resolve_step(s, "log_scores") for s in (*DEFAULT_LOGGED, *log_scores))}
@@ -361,6 +369,7 @@ class GenerationExplainer:
             batch_size=self.batch_size,
             memory_budget=self.memory_budget,
             gradient_mode=gradient_mode,
+            progress=progress,
         )
         contrast = None
         if contrast_prompt is not None:

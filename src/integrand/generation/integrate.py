@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError, ModelError
+from ..progress import Bar
 from ..quadrature import Rule
 from .runner import Batch, Runner
 from .spectral import spectral_phase
@@ -103,9 +104,10 @@ def points(inputs: torch.Tensor, baselines: torch.Tensor, rows: torch.Tensor, al
 
 
 def fixed_rule(
-    scorer: Scorer, inputs: torch.Tensor, baselines: torch.Tensor, rule: Rule, reduce: Reduce
+    scorer: Scorer, inputs: torch.Tensor, baselines: torch.Tensor, rule: Rule, reduce: Reduce, bar: Bar | None = None
 ) -> torch.Tensor:
-    """Weighted sum of contributions at the rule's nodes: [B, T, L]."""
+    """Weighted sum of contributions at the rule's nodes: [B, T, L] (``bar`` counts the points)."""
+    bar = bar or Bar()
     n_rows = inputs.shape[0]
     nodes = torch.tensor(rule.nodes, dtype=torch.float64).to(inputs)
     weights = torch.tensor(rule.weights, dtype=torch.float64).to(inputs)
@@ -116,6 +118,7 @@ def fixed_rule(
         sl = slice(start, start + scorer.chunk)
         _, contrib = scorer.gradients(rows[sl], points(inputs, baselines, rows[sl], alpha[sl]), reduce)
         out.index_add_(0, rows[sl], contrib * w[sl, None, None])
+        bar.advance(int(rows[sl].shape[0]))
     return out
 
 
@@ -229,6 +232,7 @@ def adaptive(
     atol: float,
     max_steps: int,
     noise_ulps: float | None = None,
+    bar: Bar | None = None,
 ) -> AdaptiveOutcome:
     """Nested Clenshaw-Curtis per row (``spectral.py``), then globally adaptive Simpson for the rest.
 
@@ -236,8 +240,10 @@ def adaptive(
     are within ``max(tol * |total| + atol, noise floor)``; all targets of a row share its points and
     Simpson intervals are bisected by their worst target. The floor (``noise_floor``,
     ``NOISE_ULPS`` unless ``noise_ulps`` is given) is the rounding level of the estimates: a
-    tolerance below it cannot be certified in this dtype.
+    tolerance below it cannot be certified in this dtype. ``bar`` counts the points evaluated and
+    shows how many target tokens have converged after each bisection round.
     """
+    bar = bar or Bar()
     ulps = NOISE_ULPS if noise_ulps is None else noise_ulps
     n_rows = inputs.shape[0]
     valid = scorer.batch.valid
@@ -255,6 +261,7 @@ def adaptive(
             s, c = scorer.gradients(r[sl], points(inputs, baselines, r[sl], a[sl]), reduce)
             vals.append(c)
             scs.append(s)
+            bar.advance(int(r[sl].shape[0]))
         return torch.cat(vals), torch.cat(scs)
 
     def floor_of(scores: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
@@ -264,6 +271,14 @@ def adaptive(
     spectral = spectral_phase(evaluate, n_rows, total, budget, max_steps, floor_of)
     steps = [len(st.nodes) for st in spectral]
     converged = torch.zeros(n_rows, total.shape[1], dtype=torch.bool)
+    n_targets = int(valid.sum())
+
+    def note() -> None:
+        done_rows = [b for b in range(n_rows) if spectral[b].done]
+        done = int(valid[done_rows].sum()) if done_rows else 0
+        done += int((converged & valid.cpu())[[b for b in range(n_rows) if b in parts]].sum()) if parts else 0
+        bar.update(note=f"{done}/{n_targets} targets converged")
+
     # Phase 2 starts from one interval [0, 1]: reuse the evaluations at 0, 1/2, 1, add 1/4 and 3/4.
     rest = [b for b in range(n_rows) if not spectral[b].done and steps[b] + 2 <= max_steps]
     parts: dict[int, list[_Interval]] = {}
@@ -276,6 +291,7 @@ def adaptive(
             parts[b] = [_Interval(0.0, 1.0, node_values, node_scores)]
             steps[b] += 2
     active = list(rest)
+    note()
     while active:
         plan: list[tuple[int, list[int]]] = []
         for b in active:
@@ -291,6 +307,7 @@ def adaptive(
             ind = [p.indicator(effective) for p in parts[b]]
             order = sorted(range(len(ind)), key=lambda i: -ind[i])
             plan.append((b, [i for i in order if ind[i] > share][:room] or order[:1]))
+        note()
         if not plan:
             break
         rows = [b for b, chosen in plan for _ in range(POINTS_PER_SPLIT * len(chosen))]

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 from ..convergence import warn_unconverged
+from ..defaults import canonical_baseline
 from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
+from ..progress import bar as progress_bar
 from .batching import length_groups, pad_batch
 from .modelinfo import LabelScore, find_embedding, is_hf_model, model_labels, vocab_rows
 from .result import TokenAttribution
@@ -27,7 +29,7 @@ from .tokenizers import Encoding, TextTokenizer, as_text_tokenizer, check_text
 
 BaselineToken = Union[str, int]
 LabelSpec = Union[int, str, None]
-BASELINES = ("pad", "mask", "unk", "zero")
+BASELINES = ("pad", "mask", "unk", "zeros")  # "zero" is accepted for "zeros" (integrand.defaults)
 SCORES = ("logit", "probability", "log-probability")
 METHODS = {"ig": "integrated_gradients", "integrated_gradients": "integrated_gradients"}
 BUILTIN_MODELS = ("toxicity", "minilm-sentiment")
@@ -211,7 +213,8 @@ class TextExplainer:
             if not 0 <= baseline < limit:
                 raise InputError("baseline", f"token id {baseline} is outside the vocabulary (0..{limit - 1})")
             return baseline
-        if baseline == "zero":
+        baseline = canonical_baseline(baseline, BASELINES)
+        if baseline == "zeros":
             return None
         if baseline == "pad":
             return self.tokenizer.pad_id
@@ -242,6 +245,7 @@ class TextExplainer:
         batch_size: int | None = ...,
         memory_budget: int | None = ...,
         text_batch: int = ...,
+        progress: bool | None = ...,
     ) -> TokenAttribution: ...
 
     @overload
@@ -262,6 +266,7 @@ class TextExplainer:
         batch_size: int | None = ...,
         memory_budget: int | None = ...,
         text_batch: int = ...,
+        progress: bool | None = ...,
     ) -> list[TokenAttribution]: ...
 
     def __call__(
@@ -281,6 +286,7 @@ class TextExplainer:
         batch_size: int | None = None,
         memory_budget: int | None = None,
         text_batch: int = 16,
+        progress: bool | None = None,
     ) -> TokenAttribution | list[TokenAttribution]:
         """Attribute each text's score for ``target`` to its tokens.
 
@@ -295,6 +301,8 @@ class TextExplainer:
                 (sigmoid-based for multi-label models).
             steps, rule, tol, max_steps, atol, batch_size, memory_budget: as for ``integrated_gradients``.
             text_batch: texts attributed together in one call (padded to a common length).
+            progress: a bar of texts done (None: when stderr is a terminal and there are more texts
+                than ``text_batch``; see ``integrand.progress``).
         """
         single = isinstance(texts, str)
         batch = [texts] if isinstance(texts, str) else list(texts)
@@ -321,12 +329,16 @@ class TextExplainer:
             "batch_size": batch_size, "memory_budget": memory_budget,
         }
         results: list[TokenAttribution | None] = [None] * len(batch)
-        for group in length_groups(encodings, self.attention_mask, text_batch):
-            for i, result in zip(group, self._attribute_group(
-                [batch[i] for i in group], [encodings[i] for i in group], [targets[i] for i in group],
-                base_id=base_id, baseline=baseline, keep_special=keep_special, score=score, ig_params=ig_params,
-            )):
-                results[i] = result
+        groups = length_groups(encodings, self.attention_mask, text_batch)
+        show = progress if progress is not None or len(groups) > 1 else False
+        with progress_bar("texts", len(batch), show) as bar:
+            for group in groups:
+                for i, result in zip(group, self._attribute_group(
+                    [batch[i] for i in group], [encodings[i] for i in group], [targets[i] for i in group],
+                    base_id=base_id, baseline=baseline, keep_special=keep_special, score=score, ig_params=ig_params,
+                )):
+                    results[i] = result
+                bar.advance(len(group))
         done = [r for r in results if r is not None]
         bad = [f"{i} {r.text[:40]!r}" for i, r in enumerate(done) if not r.converged]
         warn_unconverged("text attribution: texts", bad, tol, stacklevel=3)
