@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from .components import KINDS, Component, Gate, Layout, intervene, layout_for
 from .faithfulness import Correlation, Faithfulness, faithfulness, markdown_table
-from .lrp import GRADIENT, LRPRules, lrp_rules, rewire
+from .lrp import ATTNLRP, GRADIENT, LRPRules, lrp_rules, rewire
 from .metrics import Metric, log_prob, logit_diff, normalised_logit_diff
 from .patching import IG_PATHS, METHODS, patching
 from .result import Cost, PatchingResult
 
 __all__ = [
+    "ATTNLRP",
     "GRADIENT",
     "IG_PATHS",
     "KINDS",

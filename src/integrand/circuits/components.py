@@ -40,8 +40,9 @@ class Layout:
     """Where a transformer's components live, as module paths relative to the model.
 
     ``qk`` lists modules whose output is a query or key, ``qkv`` fused projections whose output is
-    ``[query | key | value]`` in equal thirds; both are only needed by the attention LRP rule,
-    ``gates`` only by the gated-MLP rule.
+    ``[query | key | value]`` in equal thirds; both are only needed by the attention LRP rules,
+    ``v`` (value projections next to ``qk``) only by the AttnLRP attention rule, ``gates`` only by
+    the gated-MLP rule.
     """
 
     blocks: tuple[str, ...]
@@ -51,6 +52,7 @@ class Layout:
     qk: tuple[str, ...] = ()
     qkv: tuple[str, ...] = ()
     gates: tuple[Gate, ...] = ()
+    v: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not len(self.blocks) == len(self.attn_out) == len(self.mlp):
@@ -70,6 +72,7 @@ class _Family:
     qk: tuple[str, ...]
     qkv: tuple[str, ...]
     gate: Gate | None
+    v: tuple[str, ...] = ()
 
 
 # Block class name -> paths inside one block. Only families covered by the tests are listed.
@@ -81,9 +84,15 @@ _FAMILIES: dict[str, _Family] = {
         ("self_attn.q_proj", "self_attn.k_proj"),
         (),
         Gate("mlp.act_fn", "mlp.up_proj", "mlp.down_proj"),
+        ("self_attn.v_proj",),
     ),
     "BertLayer": _Family(
-        "attention.output.dense", "output.dense", ("attention.self.query", "attention.self.key"), (), None
+        "attention.output.dense",
+        "output.dense",
+        ("attention.self.query", "attention.self.key"),
+        (),
+        None,
+        ("attention.self.value",),
     ),
 }
 
@@ -118,6 +127,7 @@ def layout_for(model: torch.nn.Module) -> Layout:
         gates=tuple(Gate(f"{b}.{fam.gate.act}", f"{b}.{fam.gate.up}", f"{b}.{fam.gate.down}") for b in blocks)
         if fam.gate is not None
         else (),
+        v=tuple(p for q in fam.v for p in each(q)),
     )
 
 
@@ -131,7 +141,7 @@ def get_module(model: torch.nn.Module, path: str) -> torch.nn.Module:
 
 def check_layout(model: torch.nn.Module, layout: Layout) -> None:
     """Every path of the layout names a module of the model."""
-    paths = [*layout.blocks, *layout.attn_out, *layout.mlp, *layout.qk, *layout.qkv]
+    paths = [*layout.blocks, *layout.attn_out, *layout.mlp, *layout.qk, *layout.qkv, *layout.v]
     paths += [p for g in layout.gates for p in (g.act, g.up, g.down)]
     for path in paths:
         get_module(model, path)

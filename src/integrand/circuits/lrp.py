@@ -10,17 +10,28 @@ module type             rule (default first)            surrogate
 LayerNorm / RMSNorm     ``constant-scale``, gradient    ``weight * (x - mean) * stop(1/sigma) + bias``
 GELU / SiLU / ...       ``identity``, gradient          ``x * stop(act(x) / x)``
 gated MLP ``a * b``     ``half``, gradient              ``(a * stop(b) + stop(a) * b) / 2``
-attention softmax       ``constant`` (AH), gradient     queries and keys ``stop(q)``, ``stop(k)``
-linear layers           plain gradient                  (no surrogate)
+attention softmax       ``constant`` (AH), ``attnlrp``,  queries and keys ``stop(q)``, ``stop(k)``;
+                        gradient                        AttnLRP: gradient x 1/4 at q, k, x 1/2 at v
+linear layers           gradient, ``epsilon``           ``y * stop(z / (z + eps sign z))`` (value kept)
 ======================  ==============================  ========================================
 
 Holding queries and keys constant is exactly holding the softmax pattern constant: they reach
 the output only through it. With every default on, gradient x activation is the LRP relevance
 of Ali et al. (2022), as used by relevance patching (RelP, 2025).
+
+``ATTNLRP`` is AttnLRP (Achtibat et al., ICML 2024) in gradient x input form. The softmax is
+explained by its first-order Taylor expansion at its input with the bias term dropped: relevance
+``x_i (R_i - s_i sum_j R_j)``, which is ``x_i`` times the softmax's true gradient, so the softmax
+keeps its gradient. The two matrix products around it (``q k^T`` and ``A v``) take the uniform
+rule (half of the relevance to each factor, i.e. gradient x 1/2 on both inputs); every operation
+between the projections and those products (head split, RoPE, scaling, masking, GQA repetition)
+is linear, so the factors are applied at the projection outputs: 1/2 x 1/2 at queries and keys,
+1/2 at values.
 """
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any, Callable, Iterator
@@ -34,8 +45,12 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "norm": ("constant-scale", "gradient"),
     "activation": ("identity", "gradient"),
     "gate": ("half", "gradient"),
-    "attention": ("constant", "gradient"),
+    "attention": ("constant", "attnlrp", "gradient"),
+    "linear": ("gradient", "epsilon"),
 }
+
+# Linear layers the epsilon rule applies to (torch and Hugging Face's GPT-2 ``Conv1D``).
+LINEARS: frozenset[str] = frozenset({"Linear", "Conv1D"})
 
 # Elementwise activations the identity rule applies to (torch and Hugging Face class names).
 ACTIVATIONS: frozenset[str] = frozenset(
@@ -57,21 +72,33 @@ ACTIVATIONS: frozenset[str] = frozenset(
 
 @dataclass(frozen=True)
 class LRPRules:
-    """The backward rule of each module type; every field is a rule name or ``"gradient"``."""
+    """The backward rule of each module type; every field but ``epsilon`` is a rule name or ``"gradient"``.
+
+    ``epsilon`` is the stabiliser of the linear layers' epsilon rule (used with ``linear="epsilon"``).
+    """
 
     norm: str = "constant-scale"
     activation: str = "identity"
     gate: str = "half"
     attention: str = "constant"
+    linear: str = "gradient"
+    epsilon: float = 1e-6
 
     def __post_init__(self) -> None:
+        eps = self.epsilon
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not (eps > 0 and math.isfinite(eps)):
+            raise InputError("rules", f"epsilon={eps!r}; expected a finite number > 0")
         for f in fields(self):
+            if f.name == "epsilon":
+                continue
             value = getattr(self, f.name)
             if value not in _CHOICES[f.name]:
                 raise InputError("rules", f"{f.name}={value!r}; expected one of {_CHOICES[f.name]}")
 
 
 GRADIENT = LRPRules(norm="gradient", activation="gradient", gate="gradient", attention="gradient")
+ATTNLRP = LRPRules(attention="attnlrp", linear="epsilon")
+"""AttnLRP (Achtibat et al., 2024): epsilon, LN, identity and uniform rules, softmax by its Taylor expansion."""
 
 
 class _Rewire(torch.autograd.Function):
@@ -141,6 +168,31 @@ def half_surrogate(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 0.5 * (a * b.detach()) + 0.5 * (a.detach() * b)
 
 
+def scaled(y: torch.Tensor, factor: float) -> torch.Tensor:
+    """Value ``y`` exactly, gradient ``factor`` times the incoming one (the uniform rule's 1/2 per product)."""
+    frozen = y.detach()
+    return frozen + factor * (y - frozen)
+
+
+def epsilon_surrogate(y: torch.Tensor, epsilon: float) -> torch.Tensor:
+    """Epsilon rule for ``z = W x + b``: relevance ``x_i w_ji R_j / (z_j + eps sign(z_j))``.
+
+    In gradient x input form that is the gradient at ``z`` times ``z / (z + eps sign z)``.
+    """
+    frozen = y.detach()
+    sign = torch.where(frozen >= 0, 1.0, -1.0).to(frozen.dtype)
+    ratio = frozen / (frozen + epsilon * sign)
+    return frozen + ratio * (y - frozen)
+
+
+def uniform_qkv(y: torch.Tensor) -> torch.Tensor:
+    """A fused ``[q | k | v]`` projection under AttnLRP: gradient x 1/4 at queries and keys, x 1/2 at values."""
+    if y.shape[-1] % 3:
+        raise ModelError("rules", f"fused qkv width {y.shape[-1]} is not a multiple of 3")
+    q, k, v = y.split(y.shape[-1] // 3, dim=-1)  # type: ignore[no-untyped-call]
+    return torch.cat([scaled(q, 0.25), scaled(k, 0.25), scaled(v, 0.5)], dim=-1)
+
+
 def constant_qkv(y: torch.Tensor) -> torch.Tensor:
     """A fused ``[q | k | v]`` projection with queries and keys held constant."""
     if y.shape[-1] % 3:
@@ -152,12 +204,15 @@ def constant_qkv(y: torch.Tensor) -> torch.Tensor:
 Hook = Callable[..., Any]
 
 
-def _output_rule(name: str, surrogate: Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]) -> Hook:
+def _output_rule(name: str, surrogate: Callable[..., torch.Tensor], check: bool = True) -> Hook:
+    """``check=False`` for surrogates that equal the output by construction (``frozen + f * 0``)."""
+
     def hook(module: torch.nn.Module, args: tuple[Any, ...], output: Any) -> Any:
         if not isinstance(output, torch.Tensor) or not args or not isinstance(args[0], torch.Tensor):
             raise ModelError("rules", f"{name}: expected a tensor input and output")
         sur = surrogate(module, args[0], output)
-        _check_close(name, sur, output)
+        if check:
+            _check_close(name, sur, output)
         return rewire(output, sur)
 
     return hook
@@ -196,8 +251,12 @@ def lrp_rules(model: torch.nn.Module, layout: Layout | None, rules: LRPRules = L
     if not isinstance(rules, LRPRules):
         raise InputError("rules", f"expected LRPRules, got {type(rules).__name__}")
     handles: list[torch.utils.hooks.RemovableHandle] = []
+    eps = float(rules.epsilon)
     try:
         for name, module in model.named_modules():
+            if rules.linear == "epsilon" and type(module).__name__ in LINEARS:
+                hook = _output_rule(name, lambda m, x, y: epsilon_surrogate(y, eps), check=False)
+                handles.append(module.register_forward_hook(hook))
             if rules.norm == "constant-scale" and _is_norm(module):
                 sur = _output_rule(name, lambda m, x, y: norm_surrogate(m, x))
                 handles.append(module.register_forward_hook(sur))
@@ -209,6 +268,15 @@ def lrp_rules(model: torch.nn.Module, layout: Layout | None, rules: LRPRules = L
                 handles.append(get_module(model, path).register_forward_hook(hook))
             for path in layout.qkv:
                 hook = _output_rule(path, lambda m, x, y: constant_qkv(y))
+                handles.append(get_module(model, path).register_forward_hook(hook))
+        if layout is not None and rules.attention == "attnlrp":
+            if layout.qk and len(layout.v) * 2 != len(layout.qk):
+                raise ModelError("layout", "the AttnLRP attention rule needs the value projections (Layout.v)")
+            for path, factor in [*((p, 0.25) for p in layout.qk), *((p, 0.5) for p in layout.v)]:
+                hook = _output_rule(path, lambda m, x, y, f=factor: scaled(y, f), check=False)
+                handles.append(get_module(model, path).register_forward_hook(hook))
+            for path in layout.qkv:
+                hook = _output_rule(path, lambda m, x, y: uniform_qkv(y), check=False)
                 handles.append(get_module(model, path).register_forward_hook(hook))
         if layout is not None and rules.gate == "half":
             for gate in layout.gates:

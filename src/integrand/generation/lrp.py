@@ -1,0 +1,94 @@
+"""AttnLRP relevance of every target token: one forward and one backward pass per target.
+
+The rules of :data:`integrand.circuits.lrp.ATTNLRP` rewire the model's backward pass (its forward
+output stays bit for bit the same); relevance of a source token is then its input embedding times
+the rewired gradient, summed over the hidden size. Targets share the forward pass as with IG.
+
+LRP has no baseline: relevance should sum to the attributed score itself. The share absorbed by
+biases, position embeddings, the softmax's dropped Taylor term and the epsilon stabiliser is
+reported as ``delta = score - sum(relevance)`` and judged against :data:`LRP_TOL`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ..circuits.components import Layout, layout_for
+from ..circuits.lrp import ATTNLRP, LRPRules, lrp_rules
+from ..errors import InputError
+from ..progress import bar as progress_bar
+from .integrate import Scorer
+
+LRP_TOL = 0.1
+"""Tolerance on the conservation error ``|score - sum(R)| / |score|`` that ``converged`` is judged by.
+
+AttnLRP does not conserve exactly: the softmax rule drops its bias term and every bias keeps its
+share. On SmolLM2-135M-Instruct the logit of a forced answer token keeps most of its relevance
+(see docs/generation.md, "LRP"); a relative loss above 10 % says the explanation misses a large
+part of the score (e.g. a log-probability score, whose log-sum-exp is not explained).
+"""
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """Per-target relevance [B, T, L], the conservation residual [B, T] and the flags [B, T]."""
+
+    values: torch.Tensor
+    delta: torch.Tensor
+    converged: torch.Tensor
+    params: dict[str, Any]
+
+
+def model_layout(model: Any) -> Layout:
+    """The model's layout for the attention and gate rules, or an InputError naming ``method``."""
+    try:
+        return layout_for(model)
+    except InputError as exc:
+        raise InputError(
+            "method", f"'lrp' needs a GPT-2, Llama-family or BERT transformer ({exc.args[0] if exc.args else exc})"
+        ) from exc
+
+
+def lrp_relevance(
+    scorer: Scorer,
+    inputs: torch.Tensor,
+    score: torch.Tensor,
+    valid: torch.Tensor,
+    progress: bool | None = None,
+    rules: LRPRules = ATTNLRP,
+) -> Relevance:
+    """Relevance of every input position for every target column (``score`` [B, T] is the explained score).
+
+    ``progress`` shows a bar of prompts done (``integrand.progress``'s rule for None).
+    """
+    model = scorer.runner.model
+    layout = model_layout(model)
+    rows = torch.arange(inputs.shape[0], device=inputs.device)
+
+    def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+        return (grad * inputs[r]).sum(dim=-1)
+
+    chunks = []
+    n_targets = int(valid.sum())
+    with (
+        lrp_rules(model, layout, rules),
+        progress_bar(f"LRP, {n_targets} target tokens: prompts", len(rows), progress) as bar,
+    ):
+        for start in range(0, rows.shape[0], scorer.chunk):
+            sl = slice(start, start + scorer.chunk)
+            _, contrib = scorer.gradients(rows[sl], inputs[sl], reduce)
+            chunks.append(contrib)
+            bar.advance(contrib.shape[0])
+    values = torch.cat(chunks)
+    delta = score.double() - values.double().sum(dim=-1)
+    rel = delta.abs() / score.double().abs().clamp_min(torch.finfo(torch.float64).tiny)
+    converged = (rel <= LRP_TOL).cpu() & valid.cpu()
+    params = {
+        "rules": asdict(rules),
+        "converged_tol": LRP_TOL,
+        "lrp_conservation": (values.double().sum(dim=-1) / score.double()).where(valid, torch.nan).tolist(),
+    }
+    return Relevance(values, delta.to(score.dtype), converged, params)
