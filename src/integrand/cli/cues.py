@@ -19,8 +19,8 @@ def add_parser(sub: Any) -> None:
         help="group documents by their predicted (default), gold or explained (target) label",
     )
     p.add_argument("--level", choices=("word", "token"), default="word", help="rank words (default) or tokens")
-    p.add_argument("--min-df", type=int, default=2, help="ignore units in fewer documents (default: 2)")
-    p.add_argument("--top", type=int, default=20, help="units listed per class (default: 20)")
+    p.add_argument("--min-df", type=int, default=2, help="ignore words/tokens found in fewer documents (default: 2)")
+    p.add_argument("--top", type=int, default=20, help="words/tokens listed per class (default: 20)")
     p.add_argument(
         "--screen-top",
         type=int,

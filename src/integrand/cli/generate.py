@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
 from typing import Any
 
+from ..defaults import CLI
 from .options import model_dir, output_file, positive_int, positive_number
 
 
@@ -12,14 +14,30 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("generate", help="attribute each generated token of a causal LM to the tokens before it")
     p.add_argument("prompt", help="the prompt text")
     p.add_argument("--model", type=model_dir, help="a local model folder (default: the embedded SmolLM2-135M-Instruct)")
-    p.add_argument("--max-new-tokens", type=positive_int, default=None, help="greedy tokens to generate (default 8)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=positive_int,
+        default=None,
+        help="greedy tokens to generate (default: 8, generation.explainer.DEFAULT_NEW_TOKENS; not with --target)",
+    )
     p.add_argument("--target", default=None, help="force this continuation instead of generating")
     p.add_argument("--contrast", default=None, help="contrastive foil: attribute log P(target) - log P(contrast)")
     p.add_argument(
-        "--method", default="integrated_gradients", help="integrated_gradients, saliency or input_x_gradient"
+        "--method",
+        default=None,
+        help="integrated_gradients, saliency or input_x_gradient (default: generation.explainer.DEFAULT_METHOD, "
+        "chosen by the faithfulness benchmark, docs/faithfulness.md)",
     )
-    p.add_argument("--steps", type=positive_int, help="fixed Gauss-Legendre steps (default: error control)")
-    p.add_argument("--tol", type=positive_number, default=None, help="relative completeness tolerance per target token")
+    p.add_argument(
+        "--baseline",
+        default=None,
+        help="what each attributed position starts from: mean, zeros, unk, pad, eos, bos or a token id "
+        "(default: mean, the mean embedding of the ordinary tokens)",
+    )
+    p.add_argument("--steps", type=positive_int, help="fixed Gauss-Legendre steps instead of error control to --tol")
+    p.add_argument(
+        "--tol", type=positive_number, default=CLI.tol, help="relative completeness tolerance per target token"
+    )
     p.add_argument("--html", type=output_file, default=None, help="write the token x token heatmap here")
     p.add_argument("--save", type=output_file, default=None, help="write the result (.safetensors) here")
     p.set_defaults(handler=run)
@@ -27,7 +45,10 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..generation import GenerationExplainer
+    from ..generation.explainer import DEFAULT_METHOD
+    from .options import int_or_name
 
+    start = time.perf_counter()
     model: Any
     if args.model is None:
         from ..generation.smollm import load_smollm2
@@ -55,21 +76,33 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         target=args.target,
         contrast=args.contrast,
-        method=args.method,
+        method=DEFAULT_METHOD if args.method is None else args.method,
+        baseline=None if args.baseline is None else int_or_name(args.baseline),
         steps=args.steps,
-        tol=args.tol,
+        tol=None if args.steps is not None else args.tol,
+        progress=args.progress,
     )
-    print(result.summary())
+    if not args.quiet:
+        print(result.summary())
+    written = []
+    if args.html is not None:
+        args.html.write_text(f"<!doctype html><meta charset='utf-8'>{result.to_html()}", encoding="utf-8")
+        written.append(f"html {args.html.resolve()}")
+    if args.save is not None:
+        written.append(f"saved {result.save(args.save).resolve()}")
+    print(_summary_line(result, time.perf_counter() - start, written))
+    return 0  # unconverged tokens are a warning line (exit 1 only with --strict)
+
+
+def _summary_line(result: Any, seconds: float, written: list[str]) -> str:
+    """One line: tokens, points, convergence, time and the files written."""
+    n = len(result.target_tokens)
+    points = int(result.params.get("forward_points") or 0)
+    line = f"{n} target tokens, {points} forward points"
     if result.relative_error is not None:
         bad = int((~result.converged).sum())
         tol = result.params.get("converged_tol")
-        print(
-            f"completeness: {bad} of {len(result.target_tokens)} target tokens did not converge at tol {tol:g} "
-            f"(max relative error {float(result.relative_error.max()):.3g})"
-        )
-    if args.html is not None:
-        args.html.write_text(f"<!doctype html><meta charset='utf-8'>{result.to_html()}", encoding="utf-8")
-        print(f"html: {args.html.resolve()}")
-    if args.save is not None:
-        print(f"saved: {result.save(args.save).resolve()}")
-    return 0 if bool(result.converged.all()) else 1
+        state = "all converged" if bad == 0 else f"{bad} of {n} did not converge"
+        line += f", {state} at tol {tol:g} (max relative error {float(result.relative_error.max()):.3g})"
+    line += f", {seconds:.1f} s"
+    return line + ("; " + "; ".join(written) if written else "; no files written (--html, --save)")

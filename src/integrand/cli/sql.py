@@ -13,8 +13,8 @@ from typing import Any
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("sql", help="run one read-only SELECT over a corpus run (views: attributions, documents)")
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("query")
+    p.add_argument("run_dir", type=Path, help="a folder written by integrand run")
+    p.add_argument("query", help="one SELECT over the views 'attributions' and 'documents'")
     out = p.add_mutually_exclusive_group()
     out.add_argument(
         "--csv", nargs="?", const="-", default=None, metavar="OUT", help="write CSV to OUT (default: print CSV)"

@@ -7,6 +7,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from ..defaults import STEER_STEPS
 from .options import int_or_name, output_file, positive_int, positive_number
 
 DEFAULT_MODEL = "smollm2"
@@ -24,12 +25,24 @@ def add_parser(sub: Any) -> None:
     )
     f.add_argument("--seed", type=int, default=0, help="seed of the split (default 0)")
     f.add_argument("--layers", type=int, nargs="+", required=True, help="decoder block indices to steer")
-    f.add_argument("--method", default="grains", choices=["grains", "mean-diff"])
-    f.add_argument("--variant", default="both", choices=["both", "positive", "negative"])
+    f.add_argument(
+        "--method",
+        default="grains",
+        choices=["grains", "mean-diff"],
+        help="grains: attribution-guided (mask the most attributed tokens); mean-diff: difference of mean activations",
+    )
+    f.add_argument(
+        "--variant",
+        default="both",
+        choices=["both", "positive", "negative"],
+        help="grains: mask the tokens attributed towards the preferred, the dispreferred, or both answers",
+    )
     f.add_argument("--reducer", default=None, choices=["pca", "mean"], help="default: pca (grains), mean (mean-diff)")
     f.add_argument("--k", type=positive_int, default=3, help="prompt tokens masked per side (grains; default 3)")
     f.add_argument("--baseline", default="pad", help="mask/baseline token: pad, unk, eos, bos, zeros or a token id")
-    f.add_argument("--steps", type=positive_int, default=None, help="IG points (default 16)")
+    f.add_argument(
+        "--steps", type=positive_int, default=None, help=f"IG points per pair (default: {STEER_STEPS}, unless --tol)"
+    )
     f.add_argument("--tol", type=positive_number, help="error-controlled IG to this relative error instead")
     f.add_argument("--out", type=output_file, required=True, help="where to write the vector (.safetensors)")
     f.add_argument("--strength", type=float, default=None, help="also evaluate the held-out pairs at this strength")
@@ -41,7 +54,7 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--vector", type=Path, required=True, help="a file written by 'integrand steer fit'")
     g.add_argument("--strength", type=float, required=True, help="lambda: the added vector is lambda * v")
     g.add_argument("--layers", type=int, nargs="+", default=None, help="steer only these of the vector's blocks")
-    g.add_argument("--max-new-tokens", type=positive_int, default=30)
+    g.add_argument("--max-new-tokens", type=positive_int, default=30, help="greedy tokens per continuation")
     g.add_argument("--chat", action="store_true", help="wrap each prompt in the tokenizer's chat template")
     g.set_defaults(handler=run)
 
@@ -99,6 +112,7 @@ def _fit(args: argparse.Namespace) -> int:
         baseline=int_or_name(args.baseline),
         steps=args.steps,
         tol=args.tol,
+        progress=args.progress,
     )
     path = vector.save(args.out)
     print(f"{vector.method} vector from {vector.n_examples} pairs ({vector.model_name}) -> {path}")

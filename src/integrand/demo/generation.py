@@ -5,6 +5,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from ..defaults import TOL
+
 TITLE = "Generation: attributing an LLM's answer to its prompt"
 PROMPT = "The capital of France is"
 
@@ -16,8 +18,8 @@ def run(out: Path) -> str:
 
     model, tokenizer = load_smollm2()
     gx = GenerationExplainer(model, tokenizer)
-    forced = gx(PROMPT, target=" Paris", tol=1e-2)
-    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", tol=1e-2)
+    forced = gx(PROMPT, target=" Paris", tol=TOL)
+    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", tol=TOL)
     parts = []
     for name, res, foil in (("forced", forced, None), ("contrast", contrast, (" Lyon",))):
         print("   " + res.summary().replace("\n", "\n   "))

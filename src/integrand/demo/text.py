@@ -5,8 +5,10 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from ..defaults import TOL
+
 TITLE = "Text: which words drive a toxicity and a sentiment prediction"
-TOLERANCE = 1e-3
+TOLERANCE = TOL
 TOXIC_TEXTS = (
     "you are a stupid idiot",
     "You are so dumb and stupid!",

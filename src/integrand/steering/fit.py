@@ -20,6 +20,7 @@ from ..checks import check_model
 from ..convergence import DEFAULT_TOL, summarize
 from ..errors import ConvergenceWarning, InputError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
+from ..progress import bar as progress_bar
 from .contrastive import DEFAULT_STEPS, contrastive_ig
 from .examples import BaselineSpec, Encoded, Encoder
 from .hooks import capture, check_layers
@@ -141,6 +142,7 @@ def fit(
     batch_size: int | None = None,
     memory_budget: int | None = None,
     model_name: str | None = None,
+    progress: bool | None = None,
 ) -> SteeringVector:
     """Fit a steering vector from (prompt, preferred, dispreferred) examples.
 
@@ -159,6 +161,8 @@ def fit(
             then eos), "unk", "eos", "bos", a token id or "zeros".
         steps, rule, tol, max_steps: the contrastive IG's quadrature: ``steps`` points of ``rule``
             (default 16), or error control to relative completeness error ``tol``.
+        progress: a bar of pairs done, with the number whose IG converged (None: when stderr is a
+            terminal; see ``integrand.progress``).
 
     GrAInS records each pair's completeness (``params["examples"][i]["converged"]``, judged at
     ``tol`` or ``convergence.DEFAULT_TOL``) and ``params["n_unconverged"]``/``["unconverged_share"]``;
@@ -192,17 +196,20 @@ def fit(
     positive: dict[int, list[torch.Tensor]] = {layer: [] for layer in chosen}
     negative: dict[int, list[torch.Tensor]] = {layer: [] for layer in chosen}
     infos = []
-    for example in encoded:
-        if method == "grains":
-            pos, neg, info = _grains_shifts(model, encoder, example, chosen, k, ig)
-            infos.append(info)
-            for layer in chosen:
-                positive[layer].append(pos[layer])
-                negative[layer].append(neg[layer])
-        else:
-            shift = _mean_diff_shift(model, encoder, example, chosen)
-            for layer in chosen:
-                positive[layer].append(shift[layer])
+    with progress_bar(f"steering fit ({method}): pairs", len(encoded), progress) as bar:
+        for example in encoded:
+            if method == "grains":
+                pos, neg, info = _grains_shifts(model, encoder, example, chosen, k, ig)
+                infos.append(info)
+                for layer in chosen:
+                    positive[layer].append(pos[layer])
+                    negative[layer].append(neg[layer])
+                bar.update(note=f"{sum(1 for i in infos if i['converged'])}/{len(infos)} converged")
+            else:
+                shift = _mean_diff_shift(model, encoder, example, chosen)
+                for layer in chosen:
+                    positive[layer].append(shift[layer])
+            bar.advance()
     v_pos: dict[int, torch.Tensor] = {}
     v_neg: dict[int, torch.Tensor] = {}
     first = "positive" if method == "grains" else "shift"
