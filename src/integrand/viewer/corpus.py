@@ -9,6 +9,7 @@ candidates, and shard paths travel as query parameters, so nothing from the file
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ class Columns:
     def sql(self, role: str, cast: str = "VARCHAR") -> str:
         column = getattr(self, role)
         return "NULL" if column is None else f'CAST("{column}" AS {cast})'
+
+
+def natural_key(text: str) -> tuple[tuple[int, int | str], ...]:
+    """Sort key that orders runs of digits by value: "doc2" before "doc10", "9" before "10"."""
+    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text) if part)
 
 
 def _duckdb() -> Any:
@@ -150,9 +156,13 @@ class CorpusRun:
             where.append("err <= ?")
             params.append(filters.max_error)
         base = f"SELECT * FROM ({self._documents_sql()}) WHERE {' AND '.join(where)}"
-        (total,), = self._query(f"SELECT count(*) FROM ({base})", params)
-        rows = self._query(f"{base} ORDER BY doc_id LIMIT ? OFFSET ?", [*params, limit, offset])
-        return int(total), [
+        # Ids in natural order ("2" before "10"): sort the matching ids here, then read only the page's rows.
+        ids = sorted((str(r[0]) for r in self._query(f"SELECT doc_id FROM ({base})", params)), key=natural_key)
+        page = ids[offset : offset + limit]
+        chosen = self._query(f"{base} AND list_contains(CAST(? AS VARCHAR[]), doc_id)", [*params, page]) if page else []
+        found = {r[0]: r for r in chosen}
+        rows = [found[i] for i in page if i in found]
+        return len(ids), [
             DocumentRow(doc_id=r[0], label=r[1], prediction=r[2], relative_error=num(r[3]), tokens=int(r[4]),
                         preview=(r[5] or "")[:200])
             for r in rows

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -229,12 +230,18 @@ def _generation_result_view(result: Any, title: str | None) -> ResultView:
         later = torch.arange(matrix.shape[1])[None, :] >= n_prompt + torch.arange(matrix.shape[0])[:, None]
         matrix = matrix.masked_fill(later, float("nan"))
     method = str(getattr(result, "method", ""))
+    foil = foil_tokens(getattr(result, "params", None))
     view = matrix_view(
         list(result.source_tokens), list(result.target_tokens), matrix,
         title=title or f"{method or 'generation'}: {generation_caption(result)}",
         method=method, info=lambda b: _generation_info(result, b),
     )
-    return ResultView(view.title, view.method, view.examples, dict(getattr(result, "params", None) or {}))
+    examples = view.examples
+    if foil:  # the panel names what is attributed, so the viewer and every renderer show the foil
+        name = generation_caption(result)
+        examples = tuple(dataclasses.replace(e, panels=tuple(dataclasses.replace(p, name=name) for p in e.panels))
+                         for e in examples)
+    return ResultView(view.title, view.method, examples, dict(getattr(result, "params", None) or {}))
 
 
 def _group_result_view(result: Any, title: str | None) -> ResultView:

@@ -45,6 +45,42 @@ function diverging(value, limit) {
   return `rgb(${c(1 - neg * 0.8)},${c(1 - (pos + neg) * 0.8)},${c(1 - pos * 0.8)})`;
 }
 
+// Whitespace tokens get visible labels (same marks as integrand.viz.labels.visible_token).
+function label(tok) {
+  const out = String(tok).replace(/\r\n|\n|\r/g, "\u23ce").replace(/\t/g, "\u21e5");
+  if (out === "") return "\u2205";
+  return /^\s+$/.test(out) ? "\u2423".repeat(out.length) : out;
+}
+
+// Natural order: runs of digits compare by value ("2" before "10").
+const natural = new Intl.Collator(undefined, { numeric: true, sensitivity: "base" });
+
+function naturalSort(items, key) {
+  return [...items].sort((a, b) => natural.compare(key(a), key(b)));
+}
+
+// A table of rows (objects) whose columns with no value in any row are left out, so no column is all "n/a".
+function dataTable(id, columns, rows, rowProps) {
+  const shown = columns.filter((c) => rows.some((r) => { const v = c.value(r); return v !== null && v !== undefined && v !== ""; }));
+  const table = el("table", id ? { id } : {}, [el("tr", {}, shown.map((c) => el("th", { text: c.title })))]);
+  for (const r of rows) {
+    const row = el("tr", rowProps ? rowProps(r) : {}, shown.map((c) => {
+      const v = c.value(r);
+      return el("td", c.num ? { className: "num", text: typeof v === "number" ? fmt(v) : String(v ?? "") } : { text: String(v ?? "") });
+    }));
+    table.appendChild(row);
+  }
+  return { table, shown: shown.map((c) => c.title) };
+}
+
+function manifestTable(manifest) {
+  const table = el("table", { id: "manifest", className: "manifest" }, [el("tr", {}, [el("th", { text: "manifest" }), el("th", { text: "value" })])]);
+  for (const [k, v] of naturalSort(Object.entries(manifest), (e) => e[0])) {
+    table.appendChild(el("tr", {}, [el("td", { text: k }), el("td", { className: "value", text: String(v) })]));
+  }
+  return table;
+}
+
 function pngSrc(b64) {
   // Only base64 from the API becomes an image source; anything else is dropped.
   return /^[A-Za-z0-9+/=]+$/.test(b64 || "") ? "data:image/png;base64," + b64 : "";
@@ -73,15 +109,18 @@ function fillSelect(select, values) {
 // ---------- panels ----------
 
 function imagePanel(p) {
-  const imgs = [el("img", { className: "heat", alt: p.name + " heatmap", src: pngSrc(p.heatmap_png) })];
-  if (p.overlay_png) imgs.push(el("img", { className: "heat", alt: p.name + " overlay", src: pngSrc(p.overlay_png) }));
+  const figure = (src, alt, caption) => el("figure", { className: "img" }, [
+    el("img", { className: "heat", alt, src: pngSrc(src) }), el("figcaption", { text: caption }),
+  ]);
+  const imgs = [figure(p.heatmap_png, p.name + " heatmap", "attribution")];
+  if (p.overlay_png) imgs.push(figure(p.overlay_png, p.name + " overlay", "overlay on the input"));
   return el("div", { "data-panel": "image" }, [...imgs, legend(p.limit)]);
 }
 
 function tokenPanel(p) {
   const box = el("div", { className: "tokens", "data-panel": "tokens" });
   p.tokens.forEach((tok, i) => {
-    const span = el("span", { className: "tok", text: tok, title: fmt(p.scores[i]) });
+    const span = el("span", { className: "tok", text: label(tok), title: fmt(p.scores[i]) });
     span.style.backgroundColor = diverging(p.scores[i], p.limit);
     box.appendChild(span);
   });
@@ -91,10 +130,10 @@ function tokenPanel(p) {
 function matrixPanel(p) {
   const table = el("table", { "data-panel": "matrix" });
   const head = el("tr", {}, [el("th")]);
-  for (const s of p.sources) head.appendChild(el("th", { className: "src", text: s }));
+  for (const s of p.sources) head.appendChild(el("th", { className: "src", text: label(s) }));
   table.appendChild(head);
   p.targets.forEach((t, i) => {
-    const row = el("tr", {}, [el("th", { text: t })]);
+    const row = el("tr", {}, [el("th", { text: label(t) })]);
     p.values[i].forEach((v) => {
       const cell = el("td", { className: "cell", title: fmt(v) });
       cell.style.backgroundColor = diverging(v, p.limit);
@@ -115,7 +154,7 @@ function featurePanel(p) {
     const bar = el("span", { className: "bar" });
     bar.style.width = `${Math.round((100 * Math.abs(v || 0)) / (p.limit || 1))}px`;
     bar.style.backgroundColor = v > 0 ? "#c33" : "#36c";
-    table.appendChild(el("tr", {}, [el("td", { text: p.features[i] }), el("td", { className: "num", text: fmt(v) }), el("td", {}, [bar])]));
+    table.appendChild(el("tr", {}, [el("td", { text: label(p.features[i]) }), el("td", { className: "num", text: fmt(v) }), el("td", {}, [bar])]));
   }
   return table;
 }
@@ -193,21 +232,31 @@ async function showResult(path, generation) {
   if (!data.examples.length) detail.appendChild(el("p", { className: "muted", text: "No example passes the filters." }));
 }
 
+const DOC_COLUMNS = [
+  { title: "document", value: (r) => r.doc_id },
+  { title: "label", value: (r) => r.label },
+  { title: "prediction", value: (r) => r.prediction },
+  { title: "rel. error", value: (r) => r.relative_error, num: true },
+  { title: "tokens", value: (r) => r.tokens, num: true },
+  { title: "text", value: (r) => r.preview },
+];
+
 function docTable(run, table) {
-  const out = el("table", { id: "documents" }, [
-    el("tr", {}, ["document", "label", "prediction", "rel. error", "tokens", "text"].map((h) => el("th", { text: h }))),
-  ]);
-  for (const r of table.rows) {
-    const row = el("tr", { className: "doc", "data-doc": r.doc_id }, [
-      el("td", { text: r.doc_id }), el("td", { text: r.label ?? "" }), el("td", { text: r.prediction ?? "" }),
-      el("td", { className: "num", text: fmt(r.relative_error) }), el("td", { className: "num", text: String(r.tokens) }),
-      el("td", { text: r.preview }),
-    ]);
-    row.addEventListener("click", () => showDocument(run, r.doc_id));
-    out.appendChild(row);
-  }
+  // The server sends documents in natural id order; columns no document has a value for are left out.
+  const { table: out } = dataTable("documents", DOC_COLUMNS, table.rows, (r) => ({ className: "doc", "data-doc": r.doc_id }));
+  out.querySelectorAll("tr.doc").forEach((row) => row.addEventListener("click", () => showDocument(run, row.dataset.doc)));
   return out;
 }
+
+const CUE_COLUMNS = [
+  { title: "class", value: (r) => r.cls },
+  { title: "rank", value: (r) => r.rank, num: true },
+  { title: "token", value: (r) => label(r.token) },
+  { title: "mean", value: (r) => r.mean_score, num: true },
+  { title: "sum", value: (r) => r.total_score, num: true },
+  { title: "tf-idf weight", value: (r) => r.weight, num: true },
+  { title: "documents", value: (r) => r.documents, num: true },
+];
 
 async function showDocument(run, docId) {
   const box = clear(document.getElementById("document"));
@@ -225,23 +274,12 @@ async function showCorpus(run, generation) {
   const c = table.corpus;
   detail.appendChild(el("h2", { text: c.path }));
   detail.appendChild(el("div", { className: "muted", text: `${c.documents} documents · ${c.tokens} tokens · ${c.shards} shards · classes: ${c.classes.join(", ")}` }));
-  const manifest = Object.entries(c.manifest).map(([k, v]) => `${k}=${v}`).join("  ");
-  if (manifest) detail.appendChild(el("div", { className: "muted", text: manifest }));
+  if (Object.keys(c.manifest).length) detail.appendChild(manifestTable(c.manifest));
   detail.appendChild(el("h3", { text: `Documents (${table.total} pass the filters)` }));
   detail.appendChild(docTable(run, table));
   detail.appendChild(el("div", { id: "document" }));
   detail.appendChild(el("h3", { text: `Lexical cues per class (by ${cues.by})` }));
-  const cueTable = el("table", { id: "cues" }, [
-    el("tr", {}, ["class", "rank", "token", "mean", "sum", "tf-idf weight", "documents"].map((h) => el("th", { text: h }))),
-  ]);
-  for (const r of cues.rows) {
-    cueTable.appendChild(el("tr", {}, [
-      el("td", { text: r.cls }), el("td", { className: "num", text: String(r.rank) }), el("td", { text: r.token }),
-      el("td", { className: "num", text: fmt(r.mean_score) }), el("td", { className: "num", text: fmt(r.total_score) }),
-      el("td", { className: "num", text: fmt(r.weight) }), el("td", { className: "num", text: String(r.documents) }),
-    ]));
-  }
-  detail.appendChild(cueTable);
+  detail.appendChild(dataTable("cues", CUE_COLUMNS, cues.rows).table);
 }
 
 function showReport(path) {
@@ -270,20 +308,20 @@ async function loadLists() {
   fillSelect(document.getElementById("f-label"), data.labels);
   fillSelect(document.getElementById("f-prediction"), data.predictions);
   const list = clear(document.getElementById("results"));
-  for (const r of data.results) {
+  for (const r of naturalSort(data.results, (x) => x.path)) {
     const extra = r.error ? { text: r.error, bad: true } : { text: `${r.kind} · ${r.examples.length}/${r.total_examples}` };
     list.appendChild(link("result", r.path, r.path, extra));
   }
   if (!data.results.length) list.appendChild(el("li", { className: "muted", text: "none match" }));
   const corpora = clear(document.getElementById("corpora"));
-  for (const c of corporaData.corpora) {
+  for (const c of naturalSort(corporaData.corpora, (x) => x.path)) {
     // A damaged run stays in the list, marked, with the reason (e.g. which shard cannot be read).
     const extra = c.damaged ? { text: `damaged: ${c.error}`, bad: true } : c.error ? { text: c.error, bad: true } : { text: `${c.documents} docs` };
     const li = corpora.appendChild(link("corpus", c.path, c.path, extra));
     if (c.damaged) li.classList.add("damaged");
   }
   const reports = clear(document.getElementById("reports"));
-  for (const r of reportsData.reports) reports.appendChild(link("report", r, r));
+  for (const r of naturalSort(reportsData.reports, (x) => x)) reports.appendChild(link("report", r, r));
   markActive();
   return true;
 }
