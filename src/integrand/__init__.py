@@ -50,6 +50,7 @@ from .methods import (
     saliency,
     smoothgrad,
 )
+from .protocol import Result, load
 from .result import Attribution
 from .text import TextExplainer
 from .viz import show
@@ -72,6 +73,8 @@ __all__ = [
     "Corpus",
     # results
     "Attribution",
+    "Result",
+    "load",
     "show",
     # errors and warnings
     "IntegrandError",

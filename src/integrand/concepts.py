@@ -18,11 +18,12 @@ from torch import nn
 from .errors import InputError
 from .inputs import Inputs
 from .methods.integrated_gradients import integrated_gradients
+from .protocol import ResultMixin
 from .result import Attribution
 
 
-@dataclass(frozen=True)
-class ConceptAttribution:
+@dataclass(frozen=True, repr=False)
+class ConceptAttribution(ResultMixin):
     """Per class: the mean attribution of its score to each concept over that class's examples.
 
     ``importance[c, k]`` averages concept ``k``'s attribution to class ``c`` over ``examples[c]``
@@ -34,6 +35,35 @@ class ConceptAttribution:
     importance: torch.Tensor
     examples: tuple[torch.Tensor, ...]
     results: tuple[Attribution, ...]
+
+    AXES = ("class", "concept")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``importance``: [classes, concepts]."""
+        return self.importance
+
+    @property
+    def delta(self) -> None:
+        """``None``: importances are averages; each class's IG result in ``results`` has its own delta."""
+        return None
+
+    @property
+    def relative_error(self) -> torch.Tensor:
+        """Per class, the largest relative completeness error of its IG result."""
+        return torch.tensor([_max_relative(r) for r in self.results], dtype=torch.float64)
+
+    @property
+    def converged(self) -> torch.Tensor:
+        """Per class, whether every example of its IG result converged."""
+        return torch.tensor([bool(r.converged.all()) for r in self.results])
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"concepts": list(self.concepts), "classes": list(self.classes), "method": "integrated_gradients"}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"class": self.classes, "concept": self.concepts}
 
     def ranked(self, cls: int | str) -> list[tuple[str, float]]:
         """Concepts of class ``cls`` by decreasing mean attribution (positive: raises the class score)."""
@@ -157,3 +187,8 @@ def concept_attribution(
         examples.append(index)
         rows.append(values.detach().mean(dim=0))
     return ConceptAttribution(names, labels_of, torch.stack(rows), tuple(examples), tuple(results))
+
+
+def _max_relative(result: Attribution) -> float:
+    rel = result.relative_error
+    return float("nan") if rel is None else float(rel.max())

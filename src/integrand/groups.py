@@ -17,6 +17,7 @@ import torch
 
 from .errors import InputError
 from .inputs import TENSOR_KEY
+from .protocol import ResultMixin
 from .result import Attribution
 
 Layout = tuple[tuple[str, tuple[int, ...]], ...]
@@ -249,8 +250,8 @@ def _ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(den == 0, torch.full_like(num, float("nan")), num / torch.where(den == 0, 1, den))
 
 
-@dataclass(frozen=True)
-class GroupAttribution:
+@dataclass(frozen=True, repr=False)
+class GroupAttribution(ResultMixin):
     """An attribution summed over named groups, per example.
 
     ``share`` is each group's sum over the sum of all attributions; ``abs_share`` the same for |values|
@@ -272,6 +273,25 @@ class GroupAttribution:
     delta: torch.Tensor | None
     relative_error: torch.Tensor | None
     method: str
+
+    AXES = ("example", "group")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``sums``: [examples, groups]."""
+        return self.sums
+
+    @property
+    def converged(self) -> None:
+        """``None``: the grouped result keeps the completeness error (``relative_error``), not the flags."""
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"method": self.method, "groups": list(self.names)}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"group": self.names}
 
     def ranked(self, example: int | None = None, by: str = "abs_share") -> list[tuple[str, float]]:
         """Groups by decreasing ``by`` (an attribute name) for one example, or averaged over the batch."""

@@ -17,6 +17,7 @@ from torch import nn
 
 from .errors import InputError, MissingExtraError
 from .layers import Element, LayerSpec, resolve_layer, run_to_layer
+from .protocol import ResultMixin
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
 Batch = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 
 
-@dataclass(frozen=True)
-class ActivationProfile:
+@dataclass(frozen=True, repr=False)
+class ActivationProfile(ResultMixin):
     """Per-class mean activations of a layer's units, their deviation from the overall mean, dead units.
 
     ``dead[u]`` is true when unit ``u`` never exceeds ``threshold`` in absolute value on any example.
@@ -41,6 +42,33 @@ class ActivationProfile:
     active_fraction: torch.Tensor
     dead: torch.Tensor
     threshold: float
+
+    AXES = ("class", "unit")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``profile``: [classes, units]."""
+        return self.profile
+
+    @property
+    def delta(self) -> None:
+        """``None`` (with ``relative_error`` and ``converged``): activation statistics have no completeness."""
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"layer": self.layer, "threshold": self.threshold, "classes": list(self.classes)}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"class": self.classes}
 
     @property
     def units(self) -> int:

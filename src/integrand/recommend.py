@@ -33,6 +33,7 @@ from .neighbourhoods import (
     StraightPath,
     Uniform,
 )
+from .protocol import ResultMixin
 from .result import Attribution
 from .targets import TargetSpec, resolve_target
 
@@ -77,13 +78,47 @@ class Candidate:
     error: str | None = None
 
 
-@dataclass(frozen=True)
-class Recommendation:
+@dataclass(frozen=True, repr=False)
+class Recommendation(ResultMixin):
     """Candidates ranked best first (lowest relative LFA loss); failed methods last with their error."""
 
     neighbourhood: Neighbourhood
     loss: str
     candidates: tuple[Candidate, ...]
+
+    AXES = ("method",)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """Relative LFA loss per candidate, best first (NaN for a failed method)."""
+        return torch.tensor([c.relative_loss if c.error is None else math.nan for c in self.candidates])
+
+    @property
+    def delta(self) -> None:
+        """``None`` (with ``relative_error`` and ``converged``): a ranking of methods has no completeness."""
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"neighbourhood": repr(self.neighbourhood), "loss": self.loss}
+
+    @property
+    def method(self) -> str:
+        return "recommend"
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"method": [c.method for c in self.candidates]}
+
+    def summary(self) -> str:
+        return self.to_text()
 
     @property
     def best(self) -> str:

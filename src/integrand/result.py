@@ -11,6 +11,7 @@ import torch
 
 from . import storage
 from .convergence import relative_error as _relative_error
+from .protocol import ResultMixin
 
 FORMAT = "integrand.Attribution"
 FORMAT_VERSION = 1
@@ -22,13 +23,17 @@ def _flat_sum(values: TensorOrDict) -> torch.Tensor:
     return sum(v.reshape(v.shape[0], -1).sum(dim=1) for v in parts)  # type: ignore[return-value]
 
 
-@dataclass(frozen=True)
-class Attribution:
-    """Attribution of one batch of examples.
+@dataclass(frozen=True, repr=False)
+class Attribution(ResultMixin):
+    """Attribution of one batch of examples (the :class:`integrand.protocol.Result` protocol).
 
     ``delta`` is the completeness error ``(score_input - score_baseline) - sum(values)``
-    for path methods (``None`` for methods without a completeness property).
+    for path methods (``None`` for methods without a completeness property, and then
+    ``relative_error`` is ``None`` too). ``params`` records what was explained (target, baseline,
+    contrast/foil) and the integration settings.
     """
+
+    AXES = ("example",)
 
     values: TensorOrDict
     inputs: TensorOrDict
@@ -114,7 +119,7 @@ class Attribution:
     def _repr_html_(self) -> str:
         return self.to_html()
 
-    def summary(self) -> Mapping[str, Any]:
+    def numbers(self) -> Mapping[str, Any]:
         """Per-example numbers as plain Python lists (for printing and JSON)."""
         rel = self.relative_error
         return {

@@ -23,6 +23,7 @@ from .errors import InputError, ModelError
 from .groups import GroupAttribution, Groups, aggregate, flatten
 from .inputs import Inputs
 from .methods.integrated_gradients import integrated_gradients
+from .protocol import ResultMixin
 
 FAILURE_MODES = ("zero", "freeze", "noise")
 
@@ -102,8 +103,8 @@ class EnsembleStatistic:
         return f"ensemble_{self.statistic}({len(self.members)} members)"
 
 
-@dataclass(frozen=True)
-class SensorFailure:
+@dataclass(frozen=True, repr=False)
+class SensorFailure(ResultMixin):
     """Per-group attribution of the forecast change and of the variance increase, healthy -> failed.
 
     ``change_share``: each group's share of the summed ``|group attribution|`` of the ensemble-mean
@@ -125,6 +126,39 @@ class SensorFailure:
     change_error: float
     variance_error: float
     variance_pooled_error: float
+
+    AXES = ("quantity", "sensor")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """``[change_share, variance_share]`` stacked: [2, sensors]."""
+        return torch.stack([self.change_share, self.variance_share])
+
+    @property
+    def delta(self) -> None:
+        """``None``: the completeness errors are reported relative (``relative_error``)."""
+        return None
+
+    @property
+    def relative_error(self) -> torch.Tensor:
+        """Relative completeness errors of the change and the variance attributions."""
+        return torch.tensor([self.change_error, self.variance_error], dtype=torch.float64)
+
+    @property
+    def converged(self) -> None:
+        """``None``: judged by ``relative_error``; the grouped results keep no flags."""
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"failed": list(self.failed), "sensors": list(self.names)}
+
+    @property
+    def method(self) -> str:
+        return "sensor_failure"
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"quantity": ("change", "variance"), "sensor": self.names}
 
     @property
     def missed(self) -> str | None:

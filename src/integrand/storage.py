@@ -32,7 +32,7 @@ def write(
     header = {"format": fmt, "version": version, **meta}
     try:
         save_file(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()},
             str(path),
             metadata={METADATA_KEY: json.dumps(header, default=str)},
         )
@@ -71,6 +71,22 @@ def read(path: str | Path, fmt: str, version: int, what: str) -> tuple[dict[str,
         raise InputError("path", f"{path} has format version {meta.get('version')}; this integrand reads {version}")
     del meta["format"], meta["version"]
     return tensors, meta
+
+
+def format_of(path: str | Path) -> str | None:
+    """The format name a file written by :func:`write` declares, or ``None`` if it has no integrand metadata."""
+    from safetensors import safe_open
+
+    if not Path(path).is_file():
+        raise InputError("path", f"{path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(METADATA_KEY)
+        meta = json.loads(raw) if raw is not None else {}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the caller's input error
+        raise InputError("path", f"{path} is not a readable integrand result file: {exc}") from exc
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    return fmt if isinstance(fmt, str) else None
 
 
 @contextmanager

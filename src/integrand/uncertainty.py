@@ -19,6 +19,7 @@ from .errors import InputError, ModelError
 from .groups import Groups, flatten
 from .inputs import Inputs, InputSet, as_input_set, call_model, gather_kwargs
 from .methods import REGISTRY
+from .protocol import ResultMixin
 from .result import Attribution, TensorOrDict
 from .targets import Target, TargetSpec
 
@@ -46,8 +47,8 @@ class GroupSpread:
         return self.magnitude_share.argmax(dim=-1)
 
 
-@dataclass(frozen=True)
-class UncertainAttribution:
+@dataclass(frozen=True, repr=False)
+class UncertainAttribution(ResultMixin):
     """Attributions of every member with their mean, std (unbiased, over members) and sign agreement.
 
     ``sign_agreement`` is the fraction of members whose attribution has the sign of the mean.
@@ -66,6 +67,31 @@ class UncertainAttribution:
     groups: GroupSpread | None
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    AXES = ("example",)
+
+    @property
+    def values(self) -> TensorOrDict:
+        """The protocol's name for ``mean``: the mean attribution over the members."""
+        return self.mean
+
+    @property
+    def delta(self) -> None:
+        """``None``: a mean of attributions; each member in ``members`` has its own delta."""
+        return None
+
+    @property
+    def relative_error(self) -> torch.Tensor | None:
+        """Per example, the largest relative completeness error over the members (``None`` without one)."""
+        errors = [m.relative_error for m in self.members]
+        if not errors or any(e is None for e in errors):
+            return None
+        return torch.stack([e for e in errors if e is not None]).amax(dim=0)
+
+    @property
+    def converged(self) -> torch.Tensor:
+        """Per example, whether every member converged."""
+        return torch.stack([m.converged.bool() for m in self.members]).all(dim=0)
 
     def mean_attribution(self) -> Attribution:
         """The mean over members as one ``Attribution`` (scores and completeness error averaged too)."""
@@ -347,12 +373,42 @@ def gaussian_variance(index: int = 1, parametrization: str = "log_variance") -> 
     return _Column(index, parametrization)
 
 
-@dataclass(frozen=True)
-class GaussianAttribution:
+@dataclass(frozen=True, repr=False)
+class GaussianAttribution(ResultMixin):
     """Separate explanations of a Gaussian prediction's mean and of its variance."""
 
     mean: Attribution
     variance: Attribution
+
+
+    AXES = ("example",)
+
+    @property
+    def values(self) -> TensorOrDict:
+        """The mean head's attribution (``variance.values`` is the variance head's)."""
+        return self.mean.values
+
+    @property
+    def delta(self) -> torch.Tensor | None:
+        return self.mean.delta
+
+    @property
+    def relative_error(self) -> torch.Tensor | None:
+        """Per example, the larger relative error of the two heads."""
+        a, b = self.mean.relative_error, self.variance.relative_error
+        return None if a is None or b is None else torch.maximum(a, b)
+
+    @property
+    def converged(self) -> torch.Tensor:
+        return self.mean.converged.bool() & self.variance.converged.bool()
+
+    @property
+    def method(self) -> str:
+        return self.mean.method
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"mean": self.mean.params, "variance": self.variance.params}
 
 
 def explain_gaussian(

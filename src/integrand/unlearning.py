@@ -27,13 +27,14 @@ from .concepts import ConceptAttribution
 from .errors import InputError
 from .inputs import Inputs
 from .layers import LayerSpec, resolve_layer, run_to_layer
+from .protocol import ResultMixin
 
 STRATEGIES = ("prune", "ablate", "retrain")
 SELECTIONS = ("ig", "weight", "random")
 
 
-@dataclass(frozen=True)
-class Unlearning:
+@dataclass(frozen=True, repr=False)
+class Unlearning(ResultMixin):
     """Accuracies on the forgotten class and on the retained classes before and after removing ``removed``.
 
     ``logit_change`` is ``[batch, classes]``: the edited model's logits minus the original's on the
@@ -50,6 +51,36 @@ class Unlearning:
     retain_accuracy_after: float
     logit_change: torch.Tensor
     model: nn.Module
+
+    AXES = ("example", "class")
+    UNSTORED = frozenset({"model"})
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``logit_change``: [examples, classes]."""
+        return self.logit_change
+
+    @property
+    def delta(self) -> None:
+        """``None`` (with ``relative_error`` and ``converged``): an edit's effect has no completeness."""
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"strategy": self.strategy, "selection": self.selection, "forget": self.forget,
+                "removed": list(self.removed)}
+
+    @property
+    def method(self) -> str:
+        return self.strategy
 
     def row(self) -> dict[str, str | float]:
         return {

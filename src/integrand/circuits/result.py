@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from ..errors import InputError
+from ..protocol import ResultMixin
 from .components import KINDS, Component
 
 
@@ -28,8 +29,8 @@ class Cost:
         return f"{self.forward} fwd + {self.backward} bwd, {self.seconds:.2f} s"
 
 
-@dataclass(frozen=True)
-class PatchingResult:
+@dataclass(frozen=True, repr=False)
+class PatchingResult(ResultMixin):
     """One score per component: the estimated change of the metric when the component is patched.
 
     ``scores[i]`` belongs to ``components[i]``; for activation patching it is exactly
@@ -49,6 +50,21 @@ class PatchingResult:
     params: Mapping[str, Any] = field(default_factory=dict)
     relative_error: torch.Tensor | None = None
     converged: torch.Tensor | None = None
+
+    AXES = ("component",)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``scores``: one effect per component."""
+        return self.scores
+
+    @property
+    def delta(self) -> None:
+        """``None``: patching effects have no completeness sum (IG patching reports ``relative_error``)."""
+        return None
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"component": self.names}
 
     @property
     def names(self) -> tuple[str, ...]:

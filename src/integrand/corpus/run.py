@@ -17,10 +17,13 @@ import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, Sequence
+
+import torch
 
 from ..convergence import summarize
 from ..errors import ConvergenceWarning, InputError
+from ..protocol import ResultMixin
 from .integrity import SHARDS, Recorder, discard, plan_resume, refuse_orphans
 from .labels import check_threshold
 from .shards import DOCUMENTS_DIR, TOKENS_DIR, ExplainSettings, _pyarrow, failures, process_chunk
@@ -34,8 +37,8 @@ LOCK = ".lock"
 ENGINES = ("local", "ray")
 
 
-@dataclass(frozen=True)
-class RunSummary:
+@dataclass(frozen=True, repr=False)
+class RunSummary(ResultMixin):
     """What one call did: chunks written now and found done, documents, and throughput."""
 
     out: Path
@@ -48,6 +51,41 @@ class RunSummary:
     failed: int = 0
     attributed: int = 0
     n_unconverged: int = 0
+
+    AXES = ("count",)
+    COUNTS: ClassVar[tuple[str, ...]] = (
+        "documents", "chunks", "written", "skipped", "failed", "attributed", "n_unconverged"
+    )
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The run's counts, named by ``COUNTS``."""
+        return torch.tensor([getattr(self, name) for name in self.COUNTS])
+
+    @property
+    def delta(self) -> None:
+        """``None`` (with ``relative_error``): the per-row errors live in the store."""
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> bool:
+        """Whether every attributed row met its completeness tolerance."""
+        return self.n_unconverged == 0
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"out": str(self.out), "seconds": self.seconds, "repaired": list(self.repaired)}
+
+    @property
+    def method(self) -> str:
+        return "corpus.run"
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"count": self.COUNTS}
 
     @property
     def unconverged_share(self) -> float:

@@ -17,12 +17,16 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import InputError, MissingExtraError, QueryError
+from ..protocol import ResultMixin
 from .integrity import store_files
 from .run import read_manifest
 from .shards import DOCUMENTS_DIR, TOKENS_DIR
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 LEVELS = {"token": "token", "word": "word"}
 AGGREGATES = ("mean", "sum")
@@ -40,12 +44,43 @@ _LOCKDOWN = {
 }
 
 
-@dataclass(frozen=True)
-class Table:
-    """Query result: column names and rows."""
+@dataclass(frozen=True, repr=False)
+class Table(ResultMixin):
+    """Query result: column names and rows (``values`` is ``rows``; no completeness: ``delta``,
+    ``relative_error`` and ``converged`` are ``None``)."""
 
     columns: tuple[str, ...]
     rows: tuple[tuple[Any, ...], ...]
+
+    @property
+    def values(self) -> tuple[tuple[Any, ...], ...]:
+        return self.rows
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"columns": list(self.columns)}
+
+    @property
+    def method(self) -> str:
+        return "query"
+
+    def to_dataframe(self) -> pd.DataFrame:
+        """The rows under their column names (already tidy: one row per result row)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows), columns=list(self.columns))
 
     def column(self, name: str) -> list[Any]:
         i = self.columns.index(name)

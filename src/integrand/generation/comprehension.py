@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..errors import ConvergenceWarning, InputError
+from ..protocol import ResultMixin
 from .explainer import GenerationExplainer
 from .result import GenerationAttribution
 from .runner import embedding_override
@@ -32,8 +33,8 @@ COMPLETENESS_RTOL = 0.05
 OCCLUSION_BATCH = 16
 
 
-@dataclass(frozen=True)
-class ComprehensionScore:
+@dataclass(frozen=True, repr=False)
+class ComprehensionScore(ResultMixin):
     """One paraphrase: the profile its statistics are computed from, and how it was obtained.
 
     ``tokens`` are the attributed prompt tokens (leading fixed BOS tokens excluded) and
@@ -53,6 +54,26 @@ class ComprehensionScore:
     converged: bool | None = None
     relative_error: float | None = None
     attribution: GenerationAttribution | None = None
+
+    AXES = ("token",)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``effects``: one effect per paraphrase token."""
+        return self.effects
+
+    @property
+    def delta(self) -> None:
+        """``None``: occlusion effects have no completeness sum; IG runs report ``relative_error``."""
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"paraphrase": self.paraphrase, "target": "".join(self.target), "method": self.method,
+                "log_prob": self.log_prob}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"token": self.tokens}
 
     def table(self) -> str:
         """One line per prompt token: token, effect (nats), share of the maximum, a bar."""

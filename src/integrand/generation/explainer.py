@@ -6,6 +6,7 @@ interpolated sequence once and every target token takes its gradient from that p
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from functools import partial
 from typing import Any, Mapping, Sequence, overload
@@ -128,6 +129,7 @@ class GenerationExplainer:
                 raise InputError("prompt", "the prompt is empty")
         encoded = [self._encode(p, add_special_tokens=True) for p in prompts]
         results = self._explain(encoded, max_new_tokens, targets, contrasts, None, **options)
+        results = [_explained(r, t, c) for r, t, c in zip(results, targets, contrasts)]
         return results[0] if single else results
 
     def chat(
@@ -153,7 +155,8 @@ class GenerationExplainer:
             groups[f"{i}:{message['role']}"] = (start, min(end, len(ids)))
             start = min(end, len(ids))
         groups["generation prompt"] = (start, len(ids))
-        return self._explain([ids], max_new_tokens, [target], [contrast], groups, **options)[0]
+        result = self._explain([ids], max_new_tokens, [target], [contrast], groups, **options)[0]
+        return _explained(result, target, contrast)
 
     # ---- internals ---------------------------------------------------------------------------
     def _encode(self, text: str, add_special_tokens: bool) -> list[int]:
@@ -385,3 +388,11 @@ class GenerationExplainer:
             raise InputError("contrast", "a contrastive step function needs contrast= for every prompt")
         if needs_contrast_prompt(fn) and contrast_prompt is None:
             raise InputError("contrast_prompt", "'kl_divergence' needs contrast_prompt=")
+
+
+def _explained(result: GenerationAttribution, target: str | None, contrast: str | None) -> GenerationAttribution:
+    """Record what was explained in ``params``: the target text (generated or forced) and the foil, if any."""
+    recorded: dict[str, Any] = {"target": target if target is not None else "".join(result.target_tokens)}
+    if contrast is not None:
+        recorded["contrast"] = contrast
+    return dataclasses.replace(result, params={**result.params, **recorded})

@@ -5,21 +5,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from .. import storage
 from ..convergence import relative_error as _relative_error
 from ..errors import InputError, MissingExtraError
+from ..protocol import ResultMixin
 
 FORMAT = "integrand.GenerationAttribution"
 FORMAT_VERSION = 1
 _TENSORS = ("token_ids", "matrix", "score_input", "score_baseline", "delta", "steps", "converged", "quadrature_error")
 
 
-@dataclass(frozen=True)
-class GenerationAttribution:
+@dataclass(frozen=True, repr=False)
+class GenerationAttribution(ResultMixin):
     """One prompt's attribution.
 
     ``tokens`` is the full sequence (prompt then targets); target ``k`` is token ``n_prompt + k``.
@@ -48,6 +49,16 @@ class GenerationAttribution:
     quadrature_error: torch.Tensor | None = None
     source_groups: dict[str, tuple[int, int]] | None = None
     n_encoder: int | None = None
+
+    AXES = ("target", "source")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``matrix``: [targets, sources]."""
+        return self.matrix
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"target": self.target_tokens, "source": self.source_tokens}
 
     @property
     def target_tokens(self) -> tuple[str, ...]:
@@ -136,7 +147,9 @@ class GenerationAttribution:
     def summary(self, top: int = 3) -> str:
         """A plain-text table: one line per target token with its scores, error and top sources."""
         rel = self.relative_error
-        lines = [f"{self.method} of {self.score}; fixed positions {list(self.fixed_positions)}"]
+        foil = self.params.get("contrast")
+        versus = f" (target {self.params['target']!r} vs foil {foil!r})" if isinstance(foil, str) else ""
+        lines = [f"{self.method} of {self.score}{versus}; fixed positions {list(self.fixed_positions)}"]
         for k, tok in enumerate(self.target_tokens):
             logged = "  ".join(f"{n}={float(v[k]):.4g}" for n, v in self.step_scores.items())
             err = "" if rel is None else f"  rel.err={float(rel[k]):.2g}"

@@ -11,14 +11,15 @@ import torch
 
 from .. import storage
 from ..errors import InputError
+from ..protocol import ResultMixin
 from .hooks import check_layers, steering
 
 FORMAT = "integrand.SteeringVector"
 FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class SteeringVector:
+@dataclass(frozen=True, repr=False)
+class SteeringVector(ResultMixin):
     """Steering directions for some decoder blocks of one model.
 
     ``vectors[l]`` is added at block ``l`` (scaled by the strength); for GrAInS with
@@ -41,6 +42,29 @@ class SteeringVector:
     negative: dict[int, torch.Tensor] | None = None
     explained: dict[str, dict[int, float]] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+
+    AXES = ("layer", "unit")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The vectors stacked in layer order: [layers, hidden]."""
+        return torch.stack([self.vectors[i] for i in self.layers])
+
+    @property
+    def delta(self) -> None:
+        """``None`` (with ``relative_error`` and ``converged``): a steering vector is not a completeness sum."""
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"layer": [str(i) for i in self.layers]}
 
     @property
     def layers(self) -> tuple[int, ...]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 
 from .. import storage
 from ..convergence import relative_error_value
+from ..protocol import ResultMixin
 
 FORMAT = "integrand.TokenAttribution"
 FORMAT_VERSION = 1
@@ -17,8 +18,8 @@ _TENSORS = ("token_ids", "scores", "special", "word_scores", "probabilities")
 _DERIVED = ("predicted", "predicted_labels", "relative_error")
 
 
-@dataclass(frozen=True)
-class TokenAttribution:
+@dataclass(frozen=True, repr=False)
+class TokenAttribution(ResultMixin):
     """Attribution of one text to its tokens (padding excluded; it always gets exactly zero).
 
     ``scores[i]`` is token i's attribution summed over the embedding dimension; ``word_scores[w]``
@@ -50,6 +51,22 @@ class TokenAttribution:
     method: str
     baseline: str
     params: dict[str, Any] = field(default_factory=dict)
+
+    AXES = ("token",)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """The protocol's name for ``scores``: one value per token."""
+        return self.scores
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"token": self.tokens}
+
+    def summary(self) -> str:
+        """One line per top word, with the explained label and the completeness error."""
+        from .views import summary_text
+
+        return summary_text(self)
 
     @property
     def predicted(self) -> str:

@@ -1,0 +1,301 @@
+"""Every result type speaks one protocol: values, errors, flags, params, summary, tidy frame, JSON, HTML, files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+import torch
+from torch import nn
+
+import integrand
+from integrand.protocol import Result, values_from_dataframe
+
+from .reference.circuit_models import tiny_gpt2, token_pairs
+from .reference.generation_oracle import tiny_lm
+
+F64 = torch.float64
+
+
+def _mlp(out: int = 3) -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(4, 6), nn.Tanh(), nn.Linear(6, out)).to(F64).eval()
+
+
+def _x(n: int = 3) -> torch.Tensor:
+    return torch.randn(n, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
+
+
+class _Bottleneck(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.encoder = nn.Sequential(nn.Linear(7, 8), nn.Tanh(), nn.Linear(8, 3))
+        self.scores = nn.Sigmoid()
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out: torch.Tensor = self.head(self.scores(self.encoder(x)))
+        return out
+
+
+def _bottleneck() -> tuple[_Bottleneck, torch.Tensor, torch.Tensor]:
+    x = torch.randn(6, 7, dtype=F64, generator=torch.Generator().manual_seed(2))
+    return _Bottleneck().double().eval(), x, torch.arange(6) % 2
+
+
+def _attribution() -> Any:
+    return integrand.integrated_gradients(_mlp(), _x(), 1, steps=16)
+
+
+def _mapping_attribution() -> Any:
+    class Two(nn.Module):
+        def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return torch.stack([(a * a).sum(1) + b.sum((1, 2)), a.sum(1)], dim=1)
+
+    inputs = {"a": torch.randn(2, 3, dtype=F64), "b": torch.randn(2, 2, 2, dtype=F64)}
+    return integrand.saliency(Two(), inputs, 0)
+
+
+def _generation() -> Any:
+    model, tok = tiny_lm("gpt2")
+    return integrand.GenerationExplainer(model, tok)("the capital of france is", target=" paris", steps=8)
+
+
+def _token() -> Any:
+    return integrand.TextExplainer.from_pretrained("toxicity")("you are a stupid idiot", steps=8)
+
+
+def _patching() -> Any:
+    from integrand.circuits import logit_diff, patching
+
+    clean, corrupted = token_pairs()
+    return patching(tiny_gpt2(), clean, corrupted, logit_diff([3, 4, 5], [6, 7, 8]), components="resid.1")
+
+
+def _concepts() -> Any:
+    model, x, _ = _bottleneck()
+    return integrand.concepts.concept_attribution(
+        model, x, layer="scores", concepts=["a", "b", "c"], classes=["x", "y"], steps=4
+    )
+
+
+def _groups() -> Any:
+    groups = integrand.groups.Groups.define({"first": [0, 1], "last": [2, 3]}, _x())
+    return integrand.groups.attribute_groups(_mlp(), _x(), 0, groups=groups, steps=8)
+
+
+def _uncertain() -> Any:
+    models = [_mlp(), nn.Sequential(nn.Linear(4, 3)).to(F64)]
+    return integrand.uncertainty.ensemble(models, _x(), 0, steps=8)
+
+
+def _gaussian() -> Any:
+    return integrand.uncertainty.explain_gaussian(_mlp(2), _x(), steps=8)
+
+
+def _profile() -> Any:
+    model = _mlp()
+    return integrand.profiles.activation_profiles(model, _x(6), torch.arange(6) % 2, layer=model[1], classes=["a", "b"])
+
+
+def _steering() -> Any:
+    from integrand.steering import SteeringVector
+
+    vectors = {0: torch.randn(5, dtype=torch.float32), 2: torch.randn(5, dtype=torch.float32)}
+    return SteeringVector(
+        vectors=vectors, model_name="tiny", method="grains", variant="full", reducer="mean", k=None, n_examples=4
+    )
+
+
+def _recommendation() -> Any:
+    from integrand.neighbourhoods import Gaussian
+
+    return integrand.recommend.recommend(
+        _mlp(), _x(2), Gaussian(sigma=0.2, n_samples=32), 0, methods=["saliency", "smoothgrad"]
+    )
+
+
+def _run_summary() -> Any:
+    from integrand.corpus import RunSummary
+
+    return RunSummary(out=Path("runs/x"), documents=4, chunks=1, written=4, skipped=0, seconds=0.5, attributed=4)
+
+
+def _table() -> Any:
+    from integrand.corpus import Table
+
+    return Table(columns=("word", "count"), rows=(("idiot", 3), ("stupid", 2)))
+
+
+def _unlearning() -> Any:
+    from integrand.unlearning import unlearn
+
+    model, x, y = _bottleneck()
+    return unlearn(
+        model, (x, y), layer="scores", concepts=["a", "b", "c"], classes=["x", "y"], forget="y", remove=["a"],
+        head="head",
+    )  # fmt: skip
+
+
+def _sensor_failure() -> Any:
+    from integrand.sensor_failure import fail_channel, sensor_failure
+
+    class Member(nn.Module):
+        def __init__(self, seed: int) -> None:
+            super().__init__()
+            torch.manual_seed(seed)
+            self.linear = nn.Linear(6, 1).to(F64)
+
+        def forward(self, sensors: torch.Tensor) -> torch.Tensor:
+            out: torch.Tensor = self.linear(sensors.flatten(1)).flatten()
+            return out
+
+    members = [Member(i) for i in range(3)]
+    healthy = {"sensors": torch.randn(4, 2, 3, dtype=F64)}
+    first = torch.tensor([[True] * 3, [False] * 3])
+    groups = integrand.groups.Groups.define({"s0": {"sensors": first}, "s1": {"sensors": ~first}}, healthy)
+    failed = fail_channel(healthy, 0, "zero", input="sensors")
+    return sensor_failure(members, healthy, failed, groups=groups, steps=2)
+
+
+def _comprehension() -> Any:
+    from integrand.generation import comprehension
+
+    model, tok = tiny_lm("gpt2")
+    return comprehension(model, tok, ["the capital of france is", "france , capital city is"], target="paris",
+                         progress=False)[0]  # fmt: skip
+
+
+BUILDERS: dict[str, Callable[[], Any]] = {
+    "Attribution": _attribution,
+    "Attribution[mapping]": _mapping_attribution,
+    "GenerationAttribution": _generation,
+    "TokenAttribution": _token,
+    "PatchingResult": _patching,
+    "ConceptAttribution": _concepts,
+    "GroupAttribution": _groups,
+    "UncertainAttribution": _uncertain,
+    "GaussianAttribution": _gaussian,
+    "ActivationProfile": _profile,
+    "SteeringVector": _steering,
+    "Recommendation": _recommendation,
+    "RunSummary": _run_summary,
+    "Table": _table,
+    "Unlearning": _unlearning,
+    "SensorFailure": _sensor_failure,
+    "ComprehensionScore": _comprehension,
+}
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, Any]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return {name: build() for name, build in BUILDERS.items()}
+
+
+def _same(a: Any, b: Any) -> None:
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.shape == b.shape and a.dtype == b.dtype
+        torch.testing.assert_close(a, b, equal_nan=True, rtol=0, atol=0)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and list(a) == list(b)
+        for k in a:
+            _same(a[k], b[k])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for u, v in zip(a, b):
+            _same(u, v)
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b)
+    else:
+        assert a == b
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_every_result_speaks_the_protocol(results: dict[str, Any], name: str, tmp_path: Path) -> None:
+    result = results[name]
+    assert isinstance(result, Result)
+    for attribute in ("values", "delta", "relative_error", "converged", "params"):
+        getattr(result, attribute)
+    assert isinstance(result.params, dict)
+    flags = result.converged
+    assert flags is None or isinstance(flags, bool) or flags.dtype == torch.bool
+    assert isinstance(result.summary(), str) and result.summary()
+
+    text = repr(result)
+    assert len(text) < 200 and "tensor(" not in text and type(result).__name__ in text
+
+    doc = json.loads(result.to_json())
+    assert doc["type"] == type(result).__name__ and "values" in doc and "params" in doc
+    assert "<" in result.to_html()
+
+    frame = result.to_dataframe()
+    if name == "Table":
+        assert [tuple(r) for r in frame.itertuples(index=False)] == list(result.rows)
+    else:
+        assert "value" in frame.columns
+        shuffled = frame.sample(frac=1.0, random_state=0)
+        shuffled.attrs = frame.attrs
+        _same(result.values, values_from_dataframe(shuffled))
+        n = sum(v.numel() for v in result.values.values()) if isinstance(result.values, dict) else result.values.numel()
+        assert len(frame) == n
+
+    path = result.save(tmp_path / "result.safetensors")
+    again = type(result).load(path)
+    assert type(again) is type(result)
+    _same(result.values, again.values)
+    _same(result.delta, again.delta)
+    _same(result.relative_error, again.relative_error)
+    _same(result.converged, again.converged)
+    assert json.loads(again.to_json())["params"] == doc["params"]
+    assert type(integrand.load(path)) is type(result)
+
+
+def test_established_names_stay_as_aliases(results: dict[str, Any]) -> None:
+    assert results["GenerationAttribution"].matrix is results["GenerationAttribution"].values
+    assert results["TokenAttribution"].scores is results["TokenAttribution"].values
+    assert results["PatchingResult"].scores is results["PatchingResult"].values
+
+
+def test_results_without_completeness_say_none(results: dict[str, Any]) -> None:
+    for name in ("ActivationProfile", "SteeringVector", "Recommendation", "Table", "Unlearning"):
+        result = results[name]
+        assert result.delta is None and result.relative_error is None and result.converged is None, name
+
+
+def test_unlearning_does_not_store_the_model(results: dict[str, Any], tmp_path: Path) -> None:
+    again = type(results["Unlearning"]).load(results["Unlearning"].save(tmp_path / "u.safetensors"))
+    assert again.model is None and again.removed == results["Unlearning"].removed
+
+
+def test_load_refuses_foreign_and_unknown_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    plain = tmp_path / "plain.safetensors"
+    save_file({"x": torch.zeros(2)}, str(plain))
+    with pytest.raises(integrand.InputError, match="^path: .*not an integrand result file"):
+        integrand.load(plain)
+    forged = tmp_path / "forged.safetensors"
+    header = {"format": "integrand.Table", "version": 1,
+              "root": {"dataclass": "os:system", "fields": {"command": "true"}}}  # fmt: skip
+    save_file({"x": torch.zeros(2)}, str(forged), metadata={"integrand": json.dumps(header)})
+    with pytest.raises(integrand.InputError, match="not an integrand result type"):
+        integrand.load(forged)
+
+
+def test_contrastive_results_record_the_foil() -> None:
+    model, tok = tiny_lm("gpt2")
+    result = integrand.GenerationExplainer(model, tok)("the capital of france is", target="paris", contrast="lyon",
+                                                        steps=8)  # fmt: skip
+    assert result.params["target"] == "paris" and result.params["contrast"] == "lyon"
+    assert "'lyon'" in result.summary() and "'paris'" in result.summary()
+    assert json.loads(result.to_json())["params"]["contrast"] == "lyon"
+    plain = integrand.GenerationExplainer(model, tok)("the capital of france is", max_new_tokens=2, steps=8)
+    assert "contrast" not in plain.params and plain.params["target"] == "".join(plain.target_tokens)
