@@ -125,14 +125,14 @@ def quiet_third_party() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    if "huggingface_hub" in sys.modules:
+    hub: Any = sys.modules.get("huggingface_hub")
+    if hub is not None:
         with contextlib.suppress(Exception):
-            from huggingface_hub.utils import disable_progress_bars
-
-            disable_progress_bars()
+            hub.utils.disable_progress_bars()
     if "transformers" in sys.modules:
         with contextlib.suppress(Exception):
-            from transformers.utils import logging as hf_logging
+            import importlib
 
+            hf_logging: Any = importlib.import_module("transformers.utils.logging")
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()

@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--epochs", type=int, default=3, help="passes over the training rows (default: 3)")
     p.add_argument("--batch-size", type=int, default=16, help="rows per optimiser step (default: 16)")
-    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate, decayed linearly (default: 1e-4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate, decayed linearly (default: 0.0001)")
     p.add_argument("--max-length", type=int, default=64, help="tokens per text; longer texts are cut (default: 64)")
     p.add_argument("--test-size", type=float, default=0.2, help="share of rows held out for evaluation (default: 0.2)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split, the head and the batch order (default: 0)")
