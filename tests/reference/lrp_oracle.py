@@ -103,3 +103,70 @@ def attention_constant(
                 for c in cols:
                     grad_v[j, c] += w / total * float(g[i, c])
     return grad_v @ w_v.to(D)
+
+
+def linear_epsilon(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float, r_out: torch.Tensor) -> torch.Tensor:
+    """Epsilon rule for z = W x + b (one row per example): R_i = sum_j x_i w_ji R_j / (z_j + eps sign z_j)."""
+    rows, n = x.shape
+    out = torch.zeros(rows, n, dtype=D)
+    for r in range(rows):
+        z = [sum(float(w[j, i] * x[r, i]) for i in range(n)) + float(b[j]) for j in range(w.shape[0])]
+        for i in range(n):
+            out[r, i] = sum(
+                float(x[r, i] * w[j, i]) * float(r_out[r, j]) / (z[j] + (eps if z[j] >= 0 else -eps))
+                for j in range(w.shape[0])
+            )
+    return out
+
+
+def attention_attnlrp(
+    x: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    w: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    n_heads: int,
+    causal: bool,
+    r_out: torch.Tensor,
+) -> torch.Tensor:
+    """AttnLRP relevance of one sequence's attention input, written from the paper's rules.
+
+    ``out_ic = sum_j A_ij v_jc`` with ``A = softmax(S)``, ``S_ij = sum_c q_ic k_jc / sqrt(d)`` per head.
+    Sums take the epsilon rule (eps -> 0), each product ``a * b`` gives half of its share to each
+    factor (uniform rule), the softmax gives ``R_S_i = S_i (R_A_i - A_i sum_j R_A_j)`` (Taylor at the
+    input, bias dropped), and the projections ``q = W_q x + b_q`` (same for k, v) the epsilon rule.
+    ``x`` is [T, D_in], ``q``/``k``/``v`` and ``r_out`` are [T, H*d], ``w`` the projection weights [H*d, D_in].
+    """
+    t, width = q.shape
+    d = width // n_heads
+    rq, rk, rv = (torch.zeros(t, width, dtype=D) for _ in range(3))
+    for h in range(n_heads):
+        cols = range(h * d, (h + 1) * d)
+        for i in range(t):
+            keys = list(range(i + 1)) if causal else list(range(t))
+            s = {j: sum(float(q[i, c] * k[j, c]) for c in cols) / math.sqrt(d) for j in keys}
+            top = max(s.values())
+            e = {j: math.exp(s[j] - top) for j in keys}
+            a = {j: e[j] / sum(e.values()) for j in keys}
+            r_a = dict.fromkeys(keys, 0.0)
+            for c in cols:
+                out = sum(a[j] * float(v[j, c]) for j in keys)
+                for j in keys:
+                    share = float(r_out[i, c]) * a[j] * float(v[j, c]) / out
+                    r_a[j] += share / 2
+                    rv[j, c] += share / 2
+            total = sum(r_a.values())
+            for j in keys:
+                r_s = s[j] * (r_a[j] - a[j] * total)
+                for c in cols:
+                    share = r_s * (float(q[i, c] * k[j, c]) / math.sqrt(d)) / s[j]
+                    rq[i, c] += share / 2
+                    rk[j, c] += share / 2
+    relevance = torch.zeros(t, x.shape[1], dtype=D)
+    for r_proj, proj, weight in ((rq, q, w[0]), (rk, k, w[1]), (rv, v, w[2])):
+        for p in range(t):
+            for m in range(x.shape[1]):
+                relevance[p, m] += sum(
+                    float(x[p, m] * weight[c, m]) * float(r_proj[p, c]) / float(proj[p, c]) for c in range(width)
+                )
+    return relevance

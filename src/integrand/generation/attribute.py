@@ -18,7 +18,7 @@ from ..quadrature import Rule
 from .batching import Row, build_batch
 from .forward_mode import select_scorer
 from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
-from .lrp import lrp_relevance
+from .lrp import lrp_relevance, warn_unconserved
 from .result import GenerationAttribution
 from .runner import Batch, Runner, embedding_override
 from .steps import StepFunction
@@ -237,6 +237,9 @@ def make_result(
     if not bool(result.converged.all()):
         targets = result.target_tokens
         bad = [f"{k} {targets[k]!r}" for k, ok in enumerate(result.converged.tolist()) if not ok]
+        if request.method == "lrp":
+            warn_unconserved(f"LRP of prompt {b}: target tokens", bad, stacklevel=5)
+            return result
         budget = "" if request.tol is None else f" within max_steps={request.max_steps}"
         warn_unconverged(f"generation attribution of prompt {b}{budget}: target tokens", bad, request.tol, stacklevel=5)
     return result

@@ -11,14 +11,15 @@ reported as ``delta = score - sum(relevance)`` and judged against :data:`LRP_TOL
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from ..circuits.components import Layout, layout_for
 from ..circuits.lrp import ATTNLRP, LRPRules, lrp_rules
-from ..errors import InputError
+from ..errors import ConvergenceWarning, InputError
 from ..progress import bar as progress_bar
 from .integrate import Scorer
 
@@ -92,3 +93,13 @@ def lrp_relevance(
         "lrp_conservation": (values.double().sum(dim=-1) / score.double()).where(valid, torch.nan).tolist(),
     }
     return Relevance(values, delta.to(score.dtype), converged, params)
+
+
+def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3) -> None:
+    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL."""
+    warnings.warn(
+        f"{where} {', '.join(map(str, items))}: relevance misses more than {LRP_TOL:g} of the score "
+        "(LRP conservation; see .relative_error and params['lrp_conservation'])",
+        ConvergenceWarning,
+        stacklevel=stacklevel,
+    )
