@@ -1,7 +1,8 @@
 """The viewer in real headless Chromium (Debian's package) driven by Playwright's Python client.
 
 Outside CI the test is skipped when Chromium or Playwright is missing; with CI set it fails instead.
-Screenshots go to tests/artifacts/ (gitignored).
+Screenshots go to tests/artifacts/ (gitignored; `make test` leaves them there to look at): the viewer pages,
+the real demo report (demo_report.png) and the viewer on the demo results (viewer_demo_digits.png).
 """
 
 from __future__ import annotations
@@ -156,4 +157,78 @@ def test_generation_and_report(page: Any) -> None:
     frame.locator("img.heat").first.wait_for()
     assert frame.locator("img.heat").count() == 6
     page.screenshot(path=str(ARTIFACTS / "viewer_report.png"), full_page=True)
+    assert page.problems == []
+
+
+# ---- the real demo report, viewer polish, and screenshots of both --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits section of the real demo, plus a corpus run whose ids sort wrongly as text."""
+    pytest.importorskip("sklearn")
+    from integrand.demo import run_demo
+    from tests.test_viewer_polish import contrastive_generation, write_ids_run
+
+    root = tmp_path_factory.mktemp("demo_results")
+    run_demo(root / "demo", sections=["image"])
+    write_ids_run(root / "ids")
+    contrastive_generation().save(root / "demo" / "generation_contrast.safetensors")
+    return root
+
+
+@pytest.fixture(scope="module")
+def demo_page(page: Any, demo_root: Path) -> Iterator[Any]:
+    live = LiveServer(demo_root)
+    page.goto(live.url + "/")
+    page.wait_for_selector('li[data-kind="report"][data-path="demo/report.html"]')
+    yield page
+    live.stop()
+
+
+def test_demo_report_screenshot(page: Any, demo_root: Path) -> None:
+    """The demo report as a user opens it: each digit's two images are captioned and the cards name the
+    predicted class. Saved as tests/artifacts/demo_report.png."""
+    page.goto((demo_root / "demo" / "report.html").as_uri())
+    page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth)")
+    captions = page.locator("figure.img figcaption").all_text_contents()
+    assert captions.count("attribution") == 8 and captions.count("overlay on the input") == 8
+    assert all("prediction" in t for t in page.locator(".card .info").all_text_contents())
+    page.screenshot(path=str(ARTIFACTS / "demo_report.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_viewer_demo_digits_and_foil(demo_page: Any) -> None:
+    page = demo_page
+    _open(page, "result", "demo/digits_ig.safetensors")
+    page.wait_for_function("() => [...document.querySelectorAll('img.heat')].every(i => i.complete && i.naturalWidth)")
+    captions = page.locator("[data-panel=image] figcaption").all_text_contents()
+    assert captions.count("attribution") == 8 and captions.count("overlay on the input") == 8
+    infos = page.locator(".card .info").all_text_contents()
+    assert len(infos) == 8 and all("label" in t and "prediction" in t for t in infos)
+    page.screenshot(path=str(ARTIFACTS / "viewer_demo_digits.png"), full_page=True)
+    _open(page, "result", "demo/generation_contrast.safetensors")
+    page.wait_for_selector("table[data-panel=matrix]")
+    assert "' Paris' vs ' Lyon'" in page.locator(".card .panel-name").first.inner_text()
+    assert page.problems == []
+
+
+def test_viewer_corpus_natural_order_columns_and_manifest(demo_page: Any) -> None:
+    page = demo_page
+    _open(page, "corpus", "ids")
+    page.wait_for_selector("#documents tr.doc")
+    ids = page.locator("#documents tr.doc").evaluate_all("rows => rows.map(r => r.dataset.doc)")
+    assert ids == ["1", "2", "9", "10", "doc9", "doc10"]
+    headers = page.locator("#documents th").all_text_contents()
+    assert headers == ["document", "prediction", "tokens", "text"]  # no all-empty label or error column
+    assert "⏎" in page.locator("#documents").inner_text()  # the newline token is a visible label
+    manifest = page.locator("#manifest tr").evaluate_all("rows => rows.map(r => [...r.cells].map(c => c.textContent))")
+    assert ["model", "toy"] in manifest and ["documents", "6"] in manifest
+    page.wait_for_selector("#cues td")
+    cue_headers = page.locator("#cues th").all_text_contents()
+    assert "tf-idf weight" not in cue_headers and "mean" in cue_headers
+    page.click('#documents tr[data-doc="10"]')
+    page.wait_for_selector("#document .tok")
+    assert page.locator("#document .tok").all_text_contents() == ["hello", "⏎", "there"]
+    page.screenshot(path=str(ARTIFACTS / "viewer_corpus_ids.png"), full_page=True)
     assert page.problems == []

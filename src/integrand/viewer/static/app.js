@@ -238,7 +238,7 @@ const DOC_COLUMNS = [
   { title: "prediction", value: (r) => r.prediction },
   { title: "rel. error", value: (r) => r.relative_error, num: true },
   { title: "tokens", value: (r) => r.tokens, num: true },
-  { title: "text", value: (r) => r.preview },
+  { title: "text", value: (r) => (r.preview || "").replace(/\r\n|\n|\r/g, "\u23ce").replace(/\t/g, "\u21e5") },
 ];
 
 function docTable(run, table) {
