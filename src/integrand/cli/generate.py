@@ -25,7 +25,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--method",
         default=None,
-        help="integrated_gradients, saliency or input_x_gradient (default: generation.explainer.DEFAULT_METHOD, "
+        help="integrated_gradients, saliency, input_x_gradient or lrp (AttnLRP, explains the logit) "
+        "(default: generation.explainer.DEFAULT_METHOD, "
         "chosen by the faithfulness benchmark, docs/faithfulness.md)",
     )
     p.add_argument(
