@@ -38,7 +38,8 @@ class Unlearning(ResultMixin):
     """Accuracies on the forgotten class and on the retained classes before and after removing ``removed``.
 
     ``logit_change`` is ``[batch, classes]``: the edited model's logits minus the original's on the
-    evaluation data. ``model`` is the edited copy (the original is untouched).
+    evaluation data. ``model`` is the edited copy (the original is untouched); ``save()`` does not store
+    it, so a loaded result has ``model=None``.
     """
 
     strategy: str
@@ -50,7 +51,7 @@ class Unlearning(ResultMixin):
     retain_accuracy_before: float
     retain_accuracy_after: float
     logit_change: torch.Tensor
-    model: nn.Module
+    model: nn.Module | None
 
     AXES = ("example", "class")
     UNSTORED = frozenset({"model"})
