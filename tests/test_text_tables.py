@@ -37,7 +37,7 @@ def test_evidence_keeps_each_sign_on_its_own_side() -> None:
     # All-negative scores (clean text explained for "toxic"): nothing is "for", the strongest is "against".
     ev = evidence(["x", "y"], torch.tensor([-0.125, -0.75]), k=3)
     assert ev.supporting == () and ev.opposing == (("y", -0.75), ("x", -0.125))
-    assert ev.rows()[0] == ("", "", "y", "-0.75") and "for: none" in ev.line()
+    assert ev.rows()[0] == ("(none)", "", "y", "-0.75") and "for: none" in ev.line()
     with pytest.raises(InputError) as err:
         evidence(["x"], torch.tensor([1.0, 2.0]))
     assert err.value.argument == "scores"

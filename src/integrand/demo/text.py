@@ -23,11 +23,12 @@ SENTIMENT_TEXTS = (
 
 
 def _report(name: str, results: list, out: Path) -> str:  # type: ignore[type-arg]
+    from ..text.views import prediction, word_evidence
+
     parts = []
     for i, r in enumerate(results):
-        top = ", ".join(f"{w} ({s:+.2f})" for w, s in r.top_words(3))
-        predicted = ", ".join(r.predicted_labels) or "none"
-        print(f"   [{name}] {r.text!r}: predicted {predicted}, target {r.target}, top words {top}, "
+        top = word_evidence(r, 3).line()
+        print(f"   [{name}] {r.text!r}: predicted {prediction(r)}, target {r.target}, words {top}, "
               f"rel. completeness error {r.relative_error:.1e}, steps {r.steps}")
         r.save(out / f"text_{name}_{i}.safetensors")
         parts.append(r.to_html(title=r.text))

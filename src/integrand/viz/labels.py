@@ -59,12 +59,13 @@ class Evidence:
     opposing: tuple[tuple[str, float], ...]
 
     def rows(self) -> list[tuple[str, str, str, str]]:
-        """Side-by-side table rows: (supporting name, score, opposing name, score), blanks where a side ends."""
+        """Side-by-side table rows: (supporting name, score, opposing name, score), blanks where a side ends and
+        "(none)" heading a side that has nothing, so an empty side reads as a finding, not a rendering gap."""
         n = max(len(self.supporting), len(self.opposing))
         out = []
         for i in range(n):
-            s = self.supporting[i] if i < len(self.supporting) else ("", None)
-            o = self.opposing[i] if i < len(self.opposing) else ("", None)
+            s = self.supporting[i] if i < len(self.supporting) else ("(none)" if i == 0 else "", None)
+            o = self.opposing[i] if i < len(self.opposing) else ("(none)" if i == 0 else "", None)
             out.append((s[0], _signed(s[1]), o[0], _signed(o[1])))
         return out
 
