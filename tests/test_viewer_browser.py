@@ -190,6 +190,7 @@ def test_demo_report_screenshot(page: Any, demo_root: Path) -> None:
     """The demo report as a user opens it: each digit's two images are captioned and the cards name the
     predicted class. Saved as tests/artifacts/demo_report.png."""
     page.goto((demo_root / "demo" / "report.html").as_uri())
+    page.wait_for_selector("img.heat")
     page.wait_for_function("() => [...document.images].every(i => i.complete && i.naturalWidth)")
     captions = page.locator("figure.img figcaption").all_text_contents()
     assert captions.count("attribution") == 8 and captions.count("overlay on the input") == 8
@@ -201,6 +202,7 @@ def test_demo_report_screenshot(page: Any, demo_root: Path) -> None:
 def test_viewer_demo_digits_and_foil(demo_page: Any) -> None:
     page = demo_page
     _open(page, "result", "demo/digits_ig.safetensors")
+    page.wait_for_function("() => document.querySelectorAll('[data-panel=image] figcaption').length === 16")
     page.wait_for_function("() => [...document.querySelectorAll('img.heat')].every(i => i.complete && i.naturalWidth)")
     captions = page.locator("[data-panel=image] figcaption").all_text_contents()
     assert captions.count("attribution") == 8 and captions.count("overlay on the input") == 8
