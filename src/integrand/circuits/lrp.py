@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..errors import InputError, ModelError
-from .components import Layout, get_module
+from .components import Layout, get_module, layout_for
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "norm": ("constant-scale", "gradient"),
@@ -95,6 +95,15 @@ class LRPRules:
             if value not in _CHOICES[f.name]:
                 raise InputError("rules", f"{f.name}={value!r}; expected one of {_CHOICES[f.name]}")
 
+
+LRP_TOL = 0.1
+"""Tolerance on the conservation error ``|score - sum(R)| / |score|`` that ``converged`` is judged by.
+
+AttnLRP does not conserve exactly: the softmax rule drops its bias term and every bias keeps its
+share. On SmolLM2-135M-Instruct the logit of a forced answer token keeps most of its relevance
+(see docs/generation.md, "LRP"); a relative loss above 10 % says the explanation misses a large
+part of the score (e.g. a log-probability score, whose log-sum-exp is not explained).
+"""
 
 GRADIENT = LRPRules(norm="gradient", activation="gradient", gate="gradient", attention="gradient")
 ATTNLRP = LRPRules(attention="attnlrp", linear="epsilon")
@@ -289,3 +298,45 @@ def lrp_rules(model: torch.nn.Module, layout: Layout | None, rules: LRPRules = L
     finally:
         for handle in handles:
             handle.remove()
+
+
+RULES_TEXT = (
+    "the AttnLRP rules: epsilon on linear layers, LN (constant scale) on LayerNorm/RMSNorm, identity on "
+    "activations, uniform on the attention products and gates, the softmax by its Taylor expansion"
+)
+
+
+def lrp_layout(model: torch.nn.Module) -> Layout:
+    """The model's layout for the attention and gate rules, or an InputError naming ``method``."""
+    try:
+        return layout_for(model)
+    except InputError as exc:
+        raise InputError(
+            "method",
+            f"'lrp' applies {RULES_TEXT}, which are defined for GPT-2, Llama-family and BERT transformers only "
+            f"({exc.args[0] if exc.args else exc}); for other models use 'input_x_gradient' or 'integrated_gradients'",
+        ) from exc
+
+
+@dataclass(frozen=True)
+class Conservation:
+    """How much of each score the relevance accounts for: ``delta = score - sum(R)`` and the flags."""
+
+    delta: torch.Tensor
+    relative_error: torch.Tensor
+    share: torch.Tensor
+    converged: torch.Tensor
+
+
+def conservation(total: torch.Tensor, score: torch.Tensor, valid: torch.Tensor | None = None) -> Conservation:
+    """Judge relevance sums ``total`` against ``score`` (same shape) at :data:`LRP_TOL`, in float64.
+
+    ``share`` is ``sum(R) / score`` (NaN where ``valid`` is False); ``converged`` is
+    ``|delta| / |score| <= LRP_TOL`` on valid entries (on the CPU).
+    """
+    score64, total64 = score.detach().double(), total.detach().double()
+    delta = score64 - total64
+    rel = delta.abs() / score64.abs().clamp_min(torch.finfo(torch.float64).tiny)
+    ok = torch.ones_like(rel, dtype=torch.bool) if valid is None else valid.to(rel.device)
+    share = (total64 / score64).where(ok, torch.full_like(rel, math.nan))
+    return Conservation(delta, rel, share, ((rel <= LRP_TOL) & ok).cpu())

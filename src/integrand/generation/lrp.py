@@ -6,7 +6,8 @@ the rewired gradient, summed over the hidden size. Targets share the forward pas
 
 LRP has no baseline: relevance should sum to the attributed score itself. The share absorbed by
 biases, position embeddings, the softmax's dropped Taylor term and the epsilon stabiliser is
-reported as ``delta = score - sum(relevance)`` and judged against :data:`LRP_TOL`.
+reported as ``delta = score - sum(relevance)`` and judged against :data:`LRP_TOL` (defined with
+the rules in :mod:`integrand.circuits.lrp`, shared with text and ``integrand.attribute``).
 """
 
 from __future__ import annotations
@@ -17,20 +18,12 @@ from typing import Any, Sequence
 
 import torch
 
-from ..circuits.components import Layout, layout_for
-from ..circuits.lrp import ATTNLRP, LRPRules, lrp_rules
-from ..errors import ConvergenceWarning, InputError
+from ..circuits.lrp import ATTNLRP, LRP_TOL, LRPRules, conservation, lrp_layout, lrp_rules
+from ..errors import ConvergenceWarning
 from ..progress import bar as progress_bar
 from .integrate import Scorer
 
-LRP_TOL = 0.1
-"""Tolerance on the conservation error ``|score - sum(R)| / |score|`` that ``converged`` is judged by.
-
-AttnLRP does not conserve exactly: the softmax rule drops its bias term and every bias keeps its
-share. On SmolLM2-135M-Instruct the logit of a forced answer token keeps most of its relevance
-(see docs/generation.md, "LRP"); a relative loss above 10 % says the explanation misses a large
-part of the score (e.g. a log-probability score, whose log-sum-exp is not explained).
-"""
+__all__ = ["LRP_TOL", "Relevance", "lrp_relevance", "warn_unconserved"]
 
 
 @dataclass(frozen=True)
@@ -41,16 +34,6 @@ class Relevance:
     delta: torch.Tensor
     converged: torch.Tensor
     params: dict[str, Any]
-
-
-def model_layout(model: Any) -> Layout:
-    """The model's layout for the attention and gate rules, or an InputError naming ``method``."""
-    try:
-        return layout_for(model)
-    except InputError as exc:
-        raise InputError(
-            "method", f"'lrp' needs a GPT-2, Llama-family or BERT transformer ({exc.args[0] if exc.args else exc})"
-        ) from exc
 
 
 def lrp_relevance(
@@ -66,7 +49,7 @@ def lrp_relevance(
     ``progress`` shows a bar of prompts done (``integrand.progress``'s rule for None).
     """
     model = scorer.runner.model
-    layout = model_layout(model)
+    layout = lrp_layout(model)
     rows = torch.arange(inputs.shape[0], device=inputs.device)
 
     def reduce(grad: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
@@ -84,15 +67,9 @@ def lrp_relevance(
             chunks.append(contrib)
             bar.advance(contrib.shape[0])
     values = torch.cat(chunks)
-    delta = score.double() - values.double().sum(dim=-1)
-    rel = delta.abs() / score.double().abs().clamp_min(torch.finfo(torch.float64).tiny)
-    converged = (rel <= LRP_TOL).cpu() & valid.cpu()
-    params = {
-        "rules": asdict(rules),
-        "converged_tol": LRP_TOL,
-        "lrp_conservation": (values.double().sum(dim=-1) / score.double()).where(valid, torch.nan).tolist(),
-    }
-    return Relevance(values, delta.to(score.dtype), converged, params)
+    kept = conservation(values.sum(dim=-1), score, valid)
+    params = {"rules": asdict(rules), "converged_tol": LRP_TOL, "lrp_conservation": kept.share.tolist()}
+    return Relevance(values, kept.delta.to(score.dtype), kept.converged, params)
 
 
 def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3) -> None:
