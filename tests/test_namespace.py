@@ -67,7 +67,7 @@ _LAYER_OPTIONS: dict[str, dict[str, object]] = {
     "idgi": {"steps": 8},
     "integrated_gradients": {"steps": 8},
 }
-_NOT_AT_LAYER = {"blur_ig"}  # blurs an image; a layer's activation has no spatial axes here
+_NOT_AT_LAYER = {"blur_ig", "lrp"}  # blur_ig blurs an image; lrp takes layer= itself (token ids at embeddings)
 
 
 @pytest.mark.filterwarnings("ignore::integrand.ConvergenceWarning")

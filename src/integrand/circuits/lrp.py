@@ -32,13 +32,14 @@ is linear, so the factors are applied at the projection outputs: 1/2 x 1/2 at qu
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import InputError, ModelError
+from ..errors import ConvergenceWarning, InputError, ModelError
 from .components import Layout, get_module, layout_for
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -340,3 +341,13 @@ def conservation(total: torch.Tensor, score: torch.Tensor, valid: torch.Tensor |
     ok = torch.ones_like(rel, dtype=torch.bool) if valid is None else valid.to(rel.device)
     share = (total64 / score64).where(ok, torch.full_like(rel, math.nan))
     return Conservation(delta, rel, share, ((rel <= LRP_TOL) & ok).cpu())
+
+
+def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3) -> None:
+    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL."""
+    warnings.warn(
+        f"{where} {', '.join(map(str, items))}: relevance misses more than {LRP_TOL:g} of the score "
+        "(LRP conservation; see .relative_error and params['lrp_conservation'])",
+        ConvergenceWarning,
+        stacklevel=stacklevel,
+    )

@@ -12,14 +12,12 @@ the rules in :mod:`integrand.circuits.lrp`, shared with text and ``integrand.att
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-from ..circuits.lrp import ATTNLRP, LRP_TOL, LRPRules, conservation, lrp_layout, lrp_rules
-from ..errors import ConvergenceWarning
+from ..circuits.lrp import ATTNLRP, LRP_TOL, LRPRules, conservation, lrp_layout, lrp_rules, warn_unconserved
 from ..progress import bar as progress_bar
 from .integrate import Scorer
 
@@ -71,12 +69,3 @@ def lrp_relevance(
     params = {"rules": asdict(rules), "converged_tol": LRP_TOL, "lrp_conservation": kept.share.tolist()}
     return Relevance(values, kept.delta.to(score.dtype), kept.converged, params)
 
-
-def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3) -> None:
-    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL."""
-    warnings.warn(
-        f"{where} {', '.join(map(str, items))}: relevance misses more than {LRP_TOL:g} of the score "
-        "(LRP conservation; see .relative_error and params['lrp_conservation'])",
-        ConvergenceWarning,
-        stacklevel=stacklevel,
-    )

@@ -25,6 +25,7 @@ from .input_x_gradient import input_x_gradient as _input_x_gradient
 from .integrated_gradients import integrated_gradients
 from .kernel_shap import kernel_shap as _kernel_shap
 from .lime import lime as _lime
+from .lrp import lrp
 from .noise_tunnel import smoothgrad as _smoothgrad
 from .noise_tunnel import smoothgrad_sq as _smoothgrad_sq
 from .noise_tunnel import vargrad as _vargrad
@@ -34,6 +35,9 @@ from .saliency import saliency as _saliency
 
 AT_LAYER_PARAMS = ("layer", "layer_side", "layer_output_index", "reuse")
 """Keyword arguments every method takes through :func:`attribute` (``methods.at_layer``)."""
+
+OWN_LAYER = ("integrated_gradients", "lrp")
+"""Methods that take ``layer=`` themselves (layer IG; LRP reads token ids at the embedding layer)."""
 
 
 def _build_registry() -> Registry:
@@ -57,6 +61,7 @@ def _build_registry() -> Registry:
     registry.register("guided_ig", _guided_ig)
     registry.register("blur_ig", _blur_ig)
     registry.register("idgi", _idgi)
+    registry.register("lrp", lrp)
     return registry
 
 
@@ -120,7 +125,7 @@ def attribute(
     """
     info = REGISTRY.get(method)
     check_model(model)
-    if method == "integrated_gradients":
+    if method in OWN_LAYER:
         check_params(info, params)
         return info.fn(model, inputs, target, **params)
     check_params(info, params, AT_LAYER_PARAMS)
@@ -208,6 +213,7 @@ __all__ = [
     "kernel_shap",
     "lime",
     "list_methods",
+    "lrp",
     "MethodInfo",
     "occlusion",
     "register_method",

@@ -17,6 +17,7 @@ from typing import Any, Sequence, Union, overload
 import torch
 from torch import nn
 
+from ..circuits.lrp import warn_unconserved
 from ..convergence import warn_unconverged
 from ..defaults import canonical_baseline
 from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError
@@ -31,7 +32,7 @@ BaselineToken = Union[str, int]
 LabelSpec = Union[int, str, None]
 BASELINES = ("pad", "mask", "unk", "zeros")  # "zero" is accepted for "zeros" (integrand.defaults)
 SCORES = ("logit", "probability", "log-probability")
-METHODS = {"ig": "integrated_gradients", "integrated_gradients": "integrated_gradients"}
+METHODS = {"ig": "integrated_gradients", "integrated_gradients": "integrated_gradients", "lrp": "lrp"}
 BUILTIN_MODELS = ("toxicity", "minilm-sentiment")
 
 
@@ -293,7 +294,10 @@ class TextExplainer:
         Args:
             texts: one text (returns one result) or a sequence of texts (returns a list).
             target: a label name or index, None for the predicted label, or one of those per text.
-            method: "ig" (integrated gradients at the embedding layer).
+            method: "ig" (integrated gradients at the embedding layer) or "lrp" (AttnLRP relevance at the
+                input embeddings of a GPT-2, Llama-family or BERT classifier: one forward and one backward
+                pass per batch of texts, no baseline and no steps; ``delta = score - sum(scores)`` is judged
+                against ``integrand.circuits.lrp.LRP_TOL`` and ``params["lrp_conservation"]`` is the share kept).
             baseline: the token that replaces each content token in the baseline: "pad" (default),
                 "mask", "unk", a token id, or "zero" for an all-zero embedding.
             keep_special: keep special tokens ([CLS], [SEP], <s>, ...) as themselves in the baseline.
@@ -310,6 +314,9 @@ class TextExplainer:
             raise InputError("texts", "no texts given")
         if method not in METHODS:
             raise InputError("method", f"unknown method {method!r}; the text explainer supports {sorted(METHODS)}")
+        if METHODS[method] == "lrp" and (steps is not None or tol is not None):
+            which = "steps" if steps is not None else "tol"
+            raise InputError(which, "does not apply to method 'lrp' (one forward and one backward pass, no integral)")
         if score not in SCORES:
             raise InputError("score", f"unknown score {score!r}; expected one of {list(SCORES)}")
         if isinstance(text_batch, bool) or not isinstance(text_batch, int) or text_batch < 1:
@@ -336,12 +343,16 @@ class TextExplainer:
                 for i, result in zip(group, self._attribute_group(
                     [batch[i] for i in group], [encodings[i] for i in group], [targets[i] for i in group],
                     base_id=base_id, baseline=baseline, keep_special=keep_special, score=score, ig_params=ig_params,
+                    method=METHODS[method],
                 )):
                     results[i] = result
                 bar.advance(len(group))
         done = [r for r in results if r is not None]
         bad = [f"{i} {r.text[:40]!r}" for i, r in enumerate(done) if not r.converged]
-        warn_unconverged("text attribution: texts", bad, tol, stacklevel=3)
+        if METHODS[method] == "lrp" and bad:
+            warn_unconserved("LRP of texts", bad, stacklevel=3)
+        elif METHODS[method] != "lrp":
+            warn_unconverged("text attribution: texts", bad, tol, stacklevel=3)
         return done[0] if single else done
 
     def _attribute_group(
@@ -355,8 +366,10 @@ class TextExplainer:
         keep_special: bool,
         score: str,
         ig_params: dict[str, Any],
+        method: str = "integrated_gradients",
     ) -> list[TokenAttribution]:
         from ..methods.integrated_gradients import integrated_gradients
+        from ..methods.lrp import lrp
 
         ids, mask, padding, special = pad_batch(self.tokenizer, self._device(), encodings)
         logits = self._logits(ids, mask)
@@ -365,8 +378,10 @@ class TextExplainer:
         index = torch.tensor([self._target_index(t, labels, p) for t, p in zip(targets, predicted)], device=ids.device)
         fixed = padding | special if keep_special else padding
         kwargs = self._forward_kwargs(mask)
-        layer_baseline: dict[str, Any]
-        if base_id is None:
+        layer_baseline: dict[str, Any] = {}
+        if method == "lrp":
+            pass  # LRP has no baseline
+        elif base_id is None:
             activation = self._activation(ids, kwargs)
             layer_baseline = {"baseline": activation * fixed.unsqueeze(-1).to(activation.dtype)}
         else:
@@ -374,15 +389,25 @@ class TextExplainer:
         with warnings.catch_warnings():
             # Named once per call, by text, in __call__ (the indices here are within a length group).
             warnings.simplefilter("ignore", ConvergenceWarning)
-            attribution = integrated_gradients(
-                self.model,
-                ids,
-                LabelScore(index, score, self.multi_label),
-                layer=self.embedding,
-                forward_kwargs=kwargs,
-                **layer_baseline,
-                **ig_params,
-            )
+            if method == "lrp":
+                attribution = lrp(
+                    self.model,
+                    ids,
+                    LabelScore(index, score, self.multi_label),
+                    layer=self.embedding,
+                    forward_kwargs=kwargs,
+                    progress=False,
+                )
+            else:
+                attribution = integrated_gradients(
+                    self.model,
+                    ids,
+                    LabelScore(index, score, self.multi_label),
+                    layer=self.embedding,
+                    forward_kwargs=kwargs,
+                    **layer_baseline,
+                    **ig_params,
+                )
         values = attribution.values
         assert isinstance(values, torch.Tensor)
         token_scores = values.reshape(values.shape[0], values.shape[1], -1).sum(dim=-1).detach().cpu()
@@ -393,6 +418,11 @@ class TextExplainer:
         )
         params = {k: v for k, v in ig_params.items() if v is not None}
         params.update({"keep_special": keep_special, "embedding": self.embedding_name})
+        shares: list[float] = attribution.params.get("lrp_conservation", [])
+        if method == "lrp":  # no baseline and no integral: the rules and the share of the score kept
+            baseline_name = "none"
+            params = {k: attribution.params[k] for k in ("rules", "converged_tol")}
+            params["embedding"] = self.embedding_name
         out = []
         for b, (text, enc) in enumerate(zip(texts, encodings)):
             keep = (~padding[b]).cpu()
@@ -423,9 +453,9 @@ class TextExplainer:
                     steps=int(attribution.steps[b]),
                     converged=bool(attribution.converged[b]),
                     truncated=enc.truncated,
-                    method="integrated_gradients",
+                    method=method,
                     baseline=baseline_name,
-                    params=params,
+                    params={**params, "lrp_conservation": shares[b]} if shares else params,
                 )
             )
         return out
