@@ -109,7 +109,8 @@ def layout_for(model: torch.nn.Module) -> Layout:
         )
     fam = _FAMILIES[found[0][1]]
     blocks = tuple(name for name, _ in found)
-    config = getattr(model, "config", None)
+    # The model's config, or the outermost submodule's (an encoder wrapped with a head; modules() is pre-order).
+    config = next((m.config for m in model.modules() if hasattr(m, "config")), None)
     n_heads = getattr(config, "num_attention_heads", None)
     if not isinstance(n_heads, int):
         raise InputError("model", "its config has no integer num_attention_heads; pass layout=Layout(...)")
