@@ -166,7 +166,9 @@ def test_blur_ig_fixed_steps() -> None:
 
 def test_expected_gradients_and_gradient_shap() -> None:
     x, refs = points(3, 6), points(5, 6) * 0.5
-    res, messages = recorded(lambda: integrand.methods.expected_gradients(curved(), x, 0, baselines=refs, samples=2, seed=0))
+    res, messages = recorded(
+        lambda: integrand.methods.expected_gradients(curved(), x, 0, baselines=refs, samples=2, seed=0)
+    )
     assert_flagged(res, messages, "expected_gradients: examples")
     # Linear and noise-free: every sample is exact, so the Monte Carlo sum is complete.
     res, messages = recorded(lambda: integrand.methods.gradient_shap(linear(), x, 0, baselines=refs, samples=3, seed=0))

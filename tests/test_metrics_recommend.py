@@ -43,7 +43,8 @@ def test_each_method_wins_its_own_neighbourhood(hood, winners: set[str], problem
 
 def test_failures_are_listed_last_with_their_error(problem) -> None:
     model, x = problem
-    result = integrand.recommend.recommend(model, x, LeaveOneOut(), methods=["gradient_shap", "feature_ablation", "blur_ig"])
+    methods = ["gradient_shap", "feature_ablation", "blur_ig"]
+    result = integrand.recommend.recommend(model, x, LeaveOneOut(), methods=methods)
     assert [c.method for c in result.candidates][0] == "feature_ablation"
     failed = {c.method: c.error for c in result.candidates[1:]}
     assert set(failed) == {"gradient_shap", "blur_ig"} and all(failed.values())

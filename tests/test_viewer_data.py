@@ -137,7 +137,9 @@ STORE_CUES = {"positive": ["wonderful"], "negative": ["awful"]}
 
 
 def _store(run: Path) -> None:
-    """A run in the layout ``integrand.corpus.run`` writes (manifest, tokens/ and documents/ shards), via its own writer."""
+    """A run in the layout ``integrand.corpus.run`` writes (manifest, tokens/ and documents/ shards).
+
+    Written with its own writer."""
     from integrand.corpus.run import FORMAT, FORMAT_VERSION, MANIFEST
     from integrand.corpus.shards import write_chunk
 
