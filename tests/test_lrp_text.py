@@ -7,7 +7,9 @@ two entry points, refusal of models the rules are not defined for, and a MiniLM 
 
 from __future__ import annotations
 
+import re
 import warnings
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -215,3 +217,33 @@ def test_minilm_top_words_are_the_sentiment_words(minilm: TextExplainer) -> None
         assert not r.converged and r.relative_error > LRP_TOL
         assert r.params["lrp_conservation"] == pytest.approx(float(r.scores.sum()) / r.score_input, rel=1e-4)
 
+
+
+# ---------------------------------------------------------------- the command line says "relevance conserved"
+
+
+def test_cli_explain_and_generate_report_conservation_not_convergence(
+    tokenizer: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from integrand.cli import main
+    from tests.reference.generation_oracle import tiny_lm
+
+    classifier = tmp_path / "classifier"
+    _classifier().save_pretrained(classifier)
+    tokenizer.save_pretrained(classifier)
+    assert main(["explain", "the movie is good", "a bad film", "--model", str(classifier), "--method", "lrp"]) == 0
+    out, err = capsys.readouterr()
+    assert re.search(r"^relevance conserved: -?\d+%( to -?\d+%)? \(LRP tolerance 10%\)", out, re.M), out
+    assert "converge" not in out.lower() and "Traceback" not in err
+    assert main(["explain", "good", "--model", str(classifier), "--method", "lrp", "--steps", "4"]) == 2
+    assert "steps" in capsys.readouterr().err
+
+    lm, tok = tiny_lm("gpt2")
+    folder = tmp_path / "lm"
+    lm.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    assert main(["generate", "the cat sat on", "--model", str(folder), "--target", " the mat", "--method", "lrp"]) == 0
+    out, err = capsys.readouterr()
+    last = out.strip().splitlines()[-1]
+    assert re.search(r"relevance conserved: -?\d+%( to -?\d+%)? \(LRP tolerance 10%\)", last), last
+    assert "converge" not in out.lower() and "Traceback" not in err

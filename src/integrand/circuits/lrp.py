@@ -351,3 +351,21 @@ def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3
         ConvergenceWarning,
         stacklevel=stacklevel,
     )
+
+
+def conservation_line(shares: Sequence[float], unit: str = "") -> str:
+    """``relevance conserved: 31% (LRP tolerance 10%)``: the share ``sum(R) / score`` in words (a range for many).
+
+    LRP results are never said to have "converged": there is no integral, only the share of the
+    score the relevance accounts for. ``unit`` names the items (``"tokens"``) to count those outside.
+    """
+    kept = [float(s) for s in shares if math.isfinite(float(s))]
+    if not kept:
+        return f"relevance conserved: n/a (LRP tolerance {LRP_TOL:.0%})"
+    low, high = min(kept), max(kept)
+    share = f"{low:.0%}" if f"{low:.0%}" == f"{high:.0%}" else f"{low:.0%} to {high:.0%}"
+    line = f"relevance conserved: {share} (LRP tolerance {LRP_TOL:.0%})"
+    outside = sum(abs(1 - s) > LRP_TOL for s in kept)
+    if unit and len(kept) > 1:
+        line += f", {outside} of {len(kept)} {unit} outside it"
+    return line

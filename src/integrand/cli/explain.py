@@ -22,7 +22,10 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--target", default=None, help="label name or index to explain (default: the predicted label)")
     p.add_argument(
-        "--method", default=METHOD, help="attribution method: integrated_gradients ('ig' is accepted for it)"
+        "--method",
+        default=METHOD,
+        help="attribution method: integrated_gradients ('ig' is accepted for it) or lrp (AttnLRP, for "
+        "transformer classifiers such as minilm-sentiment; one pass, --tol and --steps do not apply)",
     )
     p.add_argument(
         "--baseline",
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
     explainer = TextExplainer.from_pretrained(args.model)
     baseline = int_or_name(args.baseline)
+    lrp = args.method == "lrp"
     results = explainer(
         list(args.texts),
         target=None if args.target is None else int_or_name(args.target),
@@ -57,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         baseline=baseline,
         score=args.score,
         steps=args.steps,
-        tol=None if args.steps is not None else args.tol,
+        tol=None if args.steps is not None or lrp else args.tol,
         progress=args.progress,
     )
     if not args.quiet:
@@ -67,11 +71,17 @@ def run(args: argparse.Namespace) -> int:
     worst = max(r.relative_error for r in results)
     from ..convergence import DEFAULT_TOL
 
-    tol = f"tol {DEFAULT_TOL if args.steps is not None else args.tol:g}"
-    print(
-        f"completeness: {len(bad)} of {len(results)} texts did not converge at {tol} "
-        f"(max relative error {worst:.3g})" + (f": texts {bad}" if bad else "")
-    )
+    if lrp:
+        from ..circuits.lrp import conservation_line
+
+        shares = [r.params["lrp_conservation"] for r in results]
+        print(conservation_line(shares, "texts") + (f": texts {bad}" if bad and len(results) > 1 else ""))
+    else:
+        tol = f"tol {DEFAULT_TOL if args.steps is not None else args.tol:g}"
+        print(
+            f"completeness: {len(bad)} of {len(results)} texts did not converge at {tol} "
+            f"(max relative error {worst:.3g})" + (f": texts {bad}" if bad else "")
+        )
     if args.json is not None:
         args.json.write_text(json.dumps([r.to_dict() for r in results], indent=1), encoding="utf-8")
         print(f"json: {args.json.resolve()}")

@@ -100,7 +100,12 @@ def _summary_line(result: Any, seconds: float, written: list[str]) -> str:
     n = len(result.target_tokens)
     points = int(result.params.get("forward_points") or 0)
     line = f"{n} target tokens, {points} forward points"
-    if result.relative_error is not None:
+    if result.method == "lrp" and result.delta is not None:
+        from ..circuits.lrp import conservation_line
+
+        shares = 1 - result.delta.double() / result.score_input.double()
+        line += f", {conservation_line(shares.tolist(), 'tokens')}"
+    elif result.relative_error is not None:
         bad = int((~result.converged).sum())
         tol = result.params.get("converged_tol")
         state = "all converged" if bad == 0 else f"{bad} of {n} did not converge"

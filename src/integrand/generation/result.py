@@ -154,6 +154,9 @@ class GenerationAttribution(ResultMixin):
             logged = "  ".join(f"{n}={float(v[k]):.4g}" for n, v in self.step_scores.items())
             err = "" if rel is None else f"  rel.err={float(rel[k]):.2g}"
             flag = "" if bool(self.converged[k]) else "  NOT CONVERGED"
+            if self.method == "lrp" and self.delta is not None:  # a share of the score, not a convergence
+                flag = f"  relevance conserved {1 - float(self.delta[k]) / float(self.score_input[k]):.0%}"
+                flag += "" if bool(self.converged[k]) else " (outside the LRP tolerance)"
             tops = ", ".join(f"{t!r}:{v:+.3g}" for _, t, v in self.top_sources(top, k))
             lines.append(f"{tok!r:>14}  {logged}{err}  steps={int(self.steps[k])}{flag}  top: {tops}")
         return "\n".join(lines)

@@ -53,7 +53,14 @@ def summary_line(result: TokenAttribution) -> str:
         f"{_fmt(result.score_baseline)} at the {result.baseline} baseline",
         f"completeness error {_fmt(result.relative_error)} (relative), {result.steps} steps",
     ]
-    if not result.converged:
+    if result.method == "lrp":  # no baseline, no integral: the share of the score the relevance keeps
+        from ..circuits.lrp import conservation_line
+
+        parts[1:] = [
+            f"attributed {result.target} ({result.score}): {_fmt(result.score_input)}",
+            conservation_line([result.params.get("lrp_conservation", float("nan"))]),
+        ]
+    elif not result.converged:
         parts.append("NOT converged")
     if result.truncated:
         parts.append("text truncated to the model's maximum length")
