@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..adaptive import NOISE_ULPS
+from ..integrate import NOISE_ULPS
 from ..convergence import noise_floor, relative_error, within_tolerance
 from .components import Site, intervene
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from ..adaptive import NOISE_ULPS
+from ..integrate import NOISE_ULPS
 from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, GradientBlock, chunk_size, probe
 from ..errors import InputError
