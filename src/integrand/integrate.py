@@ -222,63 +222,87 @@ def _spectral_phase(points: _Points, total: torch.Tensor, budget: torch.Tensor, 
     return states
 
 
-@dataclass
-class _Interval:
-    """Five equally spaced evaluations on [a, b]: values [5, T, F], scores [5, T]; ``order`` [T] observed."""
+@dataclass(frozen=True)
+class _Intervals:
+    """One row's intervals of [0, 1], in order, as tensors: bounds ``a, b`` [n] (float64), five equally
+    spaced evaluations each (``values`` [n, 5, T, F], ``scores`` [n, 5, T]) and the observed order [n, T]."""
 
-    a: float
-    b: float
+    a: torch.Tensor
+    b: torch.Tensor
     values: torch.Tensor
     scores: torch.Tensor
-    order: torch.Tensor | None = None
+    order: torch.Tensor
+    fine: torch.Tensor  # [n, T, F]: Simpson on the two halves
+    raw: torch.Tensor  # [n, T, F]: |fine - coarse|
+    error: torch.Tensor  # [n, T, F]: raw / (2^order - 1)
+    magnitude: torch.Tensor  # [n, T]: integral of sum_j |contribution_j| over the interval
+    residual: torch.Tensor  # [n, T]: |f(b) - f(a) - sum(fine)|
 
-    def __post_init__(self) -> None:
-        h = self.b - self.a
-        coarse = h * torch.einsum("n,ntl->tl", self.values.new_tensor(_COARSE), self.values)
-        self.fine = h * torch.einsum("n,ntl->tl", self.values.new_tensor(_FINE), self.values)
-        self.raw = (self.fine - coarse).abs()  # [T, F]
-        if self.order is None:
-            self.order = torch.ones(self.raw.shape[0], dtype=torch.float64, device=self.raw.device)
-        self.error = self.raw / (2.0**self.order - 1.0).to(self.raw.dtype)[:, None]  # [T, F]
-        # Integral of |contribution| over the interval, summed over features: the size of what is summed.
-        self.magnitude = h * torch.einsum("n,ntl->t", self.values.new_tensor(_FINE), self.values.abs())
-        self.residual = (self.scores[-1] - self.scores[0] - self.fine.sum(dim=1)).abs()  # [T]
+    @classmethod
+    def build(
+        cls, a: torch.Tensor, b: torch.Tensor, values: torch.Tensor, scores: torch.Tensor, order: torch.Tensor
+    ) -> _Intervals:
+        h = (b - a).to(values)[:, None, None]
+        fine = h * torch.einsum("k,nktl->ntl", values.new_tensor(_FINE), values)
+        raw = (fine - h * torch.einsum("k,nktl->ntl", values.new_tensor(_COARSE), values)).abs()
+        error = raw / (2.0**order - 1.0).to(raw)[:, :, None]
+        magnitude = h[:, :, 0] * torch.einsum("k,nktl->nt", values.new_tensor(_FINE), values.abs())
+        residual = (scores[:, -1] - scores[:, 0] - fine.sum(dim=2)).abs()
+        return cls(a, b, values, scores, order, fine, raw, error, magnitude, residual)
 
-    def indicator(self, budget: torch.Tensor) -> float:
-        """Largest error of this interval over targets, in units of each target's budget."""
-        worst = torch.maximum(self.error.amax(dim=1), self.residual)
-        return float((worst / budget).max())
+    def __len__(self) -> int:
+        return int(self.a.shape[0])
 
-    def children(self) -> list[float]:
-        h = self.b - self.a
-        return [self.a + h * f for f in (1 / 8, 3 / 8, 5 / 8, 7 / 8)]
+    def summed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Estimate [T, F], feature error [T] (max over features) and noise floor [T] of the row."""
+        first, last = self.scores[0, 0], self.scores[-1, -1]
+        floor = noise_floor(first.abs() + last.abs() + self.magnitude.sum(dim=0), first.dtype)
+        return self.fine.sum(dim=0), self.error.sum(dim=0).amax(dim=1), floor
 
-    def split(self, v: torch.Tensor, s: torch.Tensor) -> list[_Interval]:
-        mid = (self.a + self.b) / 2
-        x, y = self.values, self.scores
-        halves = [
-            _Interval(
-                self.a, mid, torch.stack([x[0], v[0], x[1], v[1], x[2]]), torch.stack([y[0], s[0], y[1], s[1], y[2]])
-            ),
-            _Interval(
-                mid, self.b, torch.stack([x[2], v[2], x[3], v[3], x[4]]), torch.stack([y[2], s[2], y[3], s[3], y[4]])
-            ),
+    def choose(self, allowed: torch.Tensor, room: int) -> torch.Tensor:
+        """Intervals to split: those above an equal share of the budget, worst first, at most ``room``."""
+        worst = torch.maximum(self.error.amax(dim=2), self.residual)  # [n, T]
+        indicator = (worst / allowed).amax(dim=1)
+        order = torch.argsort(indicator, descending=True, stable=True)
+        above = order[indicator[order] > 1.0 / len(self)]
+        return (above if len(above) else order[:1])[:room]
+
+    def children(self, chosen: torch.Tensor) -> list[float]:
+        """The four new nodes of each chosen interval, in float64."""
+        offsets = torch.tensor([1 / 8, 3 / 8, 5 / 8, 7 / 8], dtype=torch.float64, device=self.a.device)
+        a, h = self.a[chosen], (self.b - self.a)[chosen]
+        return (a[:, None] + h[:, None] * offsets).reshape(-1).tolist()
+
+    def split(self, chosen: torch.Tensor, v: torch.Tensor, s: torch.Tensor) -> _Intervals:
+        """Replace each chosen interval by its halves, given the evaluations at ``children(chosen)``."""
+        m = len(chosen)
+        x, y = self.values[chosen], self.scores[chosen]
+        nv, ns = v.view(m, 4, *v.shape[1:]), s.view(m, 4, *s.shape[1:])
+        left_v = torch.stack([x[:, 0], nv[:, 0], x[:, 1], nv[:, 1], x[:, 2]], dim=1)
+        right_v = torch.stack([x[:, 2], nv[:, 2], x[:, 3], nv[:, 3], x[:, 4]], dim=1)
+        left_s = torch.stack([y[:, 0], ns[:, 0], y[:, 1], ns[:, 1], y[:, 2]], dim=1)
+        right_s = torch.stack([y[:, 2], ns[:, 2], y[:, 3], ns[:, 3], y[:, 4]], dim=1)
+        a, b = self.a[chosen], self.b[chosen]
+        mid = (a + b) / 2
+        parent_order = self.order[chosen]
+        halves = _Intervals.build(
+            torch.cat([a, mid]), torch.cat([mid, b]), torch.cat([left_v, right_v]), torch.cat([left_s, right_s]),
+            torch.cat([parent_order, parent_order]),
+        )  # fmt: skip
+        # The observed order: how much the split shrank the estimate, rising by at most 1 per generation.
+        parent = self.raw[chosen].sum(dim=2).double()
+        children = halves.raw.sum(dim=2).double()
+        ratio = (children[:m] + children[m:]) / parent.clamp_min(1e-300)
+        observed = -torch.log2(ratio.clamp_min(2.0**-MAX_ORDER))
+        order = torch.minimum(observed, parent_order + 1.0).clamp(1.0, MAX_ORDER)
+        halves = _Intervals.build(halves.a, halves.b, halves.values, halves.scores, torch.cat([order, order]))
+        keep = torch.ones(len(self), dtype=torch.bool, device=self.a.device)
+        keep[chosen] = False
+        merged = [
+            torch.cat([getattr(self, f)[keep], getattr(halves, f)]) for f in ("a", "b", "values", "scores", "order")
         ]
-        assert self.order is not None
-        parent = self.raw.sum(dim=1).double()
-        ratio = sum(h.raw.sum(dim=1).double() for h in halves) / parent.clamp_min(1e-300)
-        observed = -torch.log2(torch.as_tensor(ratio).clamp_min(2.0**-MAX_ORDER))
-        order = torch.minimum(observed, self.order + 1.0).clamp(1.0, MAX_ORDER)
-        return [_Interval(h.a, h.b, h.values, h.scores, order) for h in halves]
-
-
-def _summed(parts: list[_Interval]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Estimate [T, F], feature error [T] (max over features) and noise floor [T] of a row's intervals."""
-    estimate = torch.stack([p.fine for p in parts]).sum(dim=0)
-    error = torch.stack([p.error for p in parts]).sum(dim=0).amax(dim=1)
-    magnitude = torch.stack([p.magnitude for p in parts]).sum(dim=0)
-    first, last = parts[0].scores[0], parts[-1].scores[-1]
-    return estimate, error, noise_floor(first.abs() + last.abs() + magnitude, first.dtype)
+        rank = torch.argsort(merged[0])
+        return _Intervals.build(*(t[rank] for t in merged))
 
 
 def _within(estimate: torch.Tensor, error: torch.Tensor, total: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
@@ -314,7 +338,7 @@ def adaptive(
     spectral = _spectral_phase(points, total, budget, max_steps)
     steps = [len(st.nodes) for st in spectral]
     converged = torch.zeros(total.shape, dtype=torch.bool)
-    parts: dict[int, list[_Interval]] = {}
+    parts: dict[int, _Intervals] = {}
     n_valid = int(valid.sum())
 
     def note() -> None:
@@ -331,43 +355,40 @@ def adaptive(
             v, s = st.values, st.scores
             node_values = torch.stack([v[0], q_values[2 * j], v[mid], q_values[2 * j + 1], v[-1]])
             node_scores = torch.stack([s[0], q_scores[2 * j], s[mid], q_scores[2 * j + 1], s[-1]])
-            parts[b] = [_Interval(0.0, 1.0, node_values, node_scores)]
+            first_order = torch.ones(1, total.shape[1], dtype=torch.float64, device=total.device)
+            bounds = torch.zeros(1, dtype=torch.float64, device=total.device), torch.ones_like(first_order[:, 0])
+            parts[b] = _Intervals.build(*bounds, node_values[None], node_scores[None], first_order)
             steps[b] += 2
     active = list(rest)
     note()
     while active:
-        plan: list[tuple[int, list[int]]] = []
+        plan: list[tuple[int, torch.Tensor]] = []
         for b in active:
-            estimate, error, floor = _summed(parts[b])
+            estimate, error, floor = parts[b].summed()
             allowed = torch.maximum(budget[b], floor)
             ok = _within(estimate, error, total[b], allowed)
             converged[b] = ok.cpu()
             room = (max_steps - steps[b]) // POINTS_PER_SPLIT
             if bool(ok.all()) or room < 1:
                 continue
-            share = 1.0 / len(parts[b])
-            ind = [p.indicator(allowed) for p in parts[b]]
-            order = sorted(range(len(ind)), key=lambda i: -ind[i])
-            plan.append((b, [i for i in order if ind[i] > share][:room] or order[:1]))
+            plan.append((b, parts[b].choose(allowed, room)))
         note()
         if not plan:
             break
         rows = [b for b, chosen in plan for _ in range(POINTS_PER_SPLIT * len(chosen))]
-        alphas = [x for b, chosen in plan for i in chosen for x in parts[b][i].children()]
+        alphas = [x for b, chosen in plan for x in parts[b].children(chosen)]
         v, s = points(rows, alphas)
         cursor = 0
         for b, chosen in plan:
-            new: dict[int, list[_Interval]] = {}
-            for i in chosen:
-                new[i] = parts[b][i].split(v[cursor : cursor + POINTS_PER_SPLIT], s[cursor : cursor + POINTS_PER_SPLIT])
-                cursor += POINTS_PER_SPLIT
-            parts[b] = [c for i, p in enumerate(parts[b]) for c in new.get(i, [p])]
-            steps[b] += POINTS_PER_SPLIT * len(chosen)
+            n = POINTS_PER_SPLIT * len(chosen)
+            parts[b] = parts[b].split(chosen, v[cursor : cursor + n], s[cursor : cursor + n])
+            cursor += n
+            steps[b] += n
         active = [b for b, _ in plan]
     values, feature_error, floors, within_budget = [], [], [], []
     for b, st in enumerate(spectral):
         if b in parts:
-            estimate, error, floor = _summed(parts[b])
+            estimate, error, floor = parts[b].summed()
         else:
             assert st.estimate is not None and st.error is not None
             estimate, error, floor = st.estimate, st.error, st.floor()
