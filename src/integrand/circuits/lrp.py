@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import ConvergenceWarning, InputError, ModelError
+from ..errors import ConvergenceWarning, InputError, ModelError, caller_stacklevel
 from .components import Layout, get_module, layout_for
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -344,12 +344,15 @@ def conservation(total: torch.Tensor, score: torch.Tensor, valid: torch.Tensor |
 
 
 def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3) -> None:
-    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL."""
+    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL.
+
+    It points at the first frame outside integrand (the user's call); ``stacklevel`` is ignored.
+    """
     warnings.warn(
         f"{where} {', '.join(map(str, items))}: relevance misses more than {LRP_TOL:g} of the score "
         "(LRP conservation; see .relative_error and params['lrp_conservation'])",
         ConvergenceWarning,
-        stacklevel=stacklevel,
+        stacklevel=caller_stacklevel(),
     )
 
 

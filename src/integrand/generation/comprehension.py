@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ..errors import ConvergenceWarning, InputError
+from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..protocol import ResultMixin
 from .explainer import GenerationExplainer
 from .result import GenerationAttribution
@@ -187,7 +187,7 @@ def comprehension(
             f"{failed} of {len(scores)} paraphrases did not converge (completeness error above "
             f"{COMPLETENESS_RTOL} or max_steps reached); their ranks are unreliable",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return sorted(scores, key=lambda s: -s.stats[rank_by])
 

@@ -13,7 +13,7 @@ from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_model
 from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, Probe, chunk_size, probe
-from ..errors import ConvergenceWarning, InputError
+from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..inputs import Inputs, InputSet, as_input_set
 from ..layers import ALL
 from ..quadrature import MAX_STEPS, make_rule
@@ -122,7 +122,7 @@ def integrate_path(
                 f"{method}: examples {bad} did not reach tol={tol} within max_steps={max_steps}; "
                 "see result.converged and result.relative_error",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
     values = inputs.unflat(flat if multiply_by_inputs else averaged)
     params: dict[str, Any] = {
