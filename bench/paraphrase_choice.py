@@ -192,11 +192,49 @@ def time_ig(n: int) -> str:
     )
 
 
+ISSUE_POOL = (
+    "The capital of France is",
+    "France's capital city is",
+    "What is the capital of France? It is",
+    "The capital city of France is called",
+    "Capital France city name is",
+)
+
+
+def investigate() -> str:
+    """The issue's pool with the forced target " Paris": rankings by attribution method and statistic."""
+    from integrand.generation.smollm import load_smollm2
+
+    model, tok = load_smollm2()
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("IG steps=32", {"method": "integrated_gradients", "steps": 32}),
+        ("IG tol=1e-2", {"method": "integrated_gradients", "tol": 1e-2}),
+        ("occlusion", {"method": "occlusion"}),
+    ]
+    lines = []
+    for name, options in settings:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = comprehension(model, tok, list(ISSUE_POOL), target=" Paris", progress=False, **options)
+        dt = (time.perf_counter() - t0) / len(ISSUE_POOL)
+        lines.append(f"\n{name} ({dt:.1f} s per prompt)")
+        for s in scores:
+            conv = "" if s.converged is None else f" converged={s.converged} rel.err={s.relative_error:.3g}"
+            prof = " ".join(f"{t.strip()}:{v:.2f}" for t, v in zip(s.tokens, s.profile.tolist()))
+            lines.append(
+                f"  {s.paraphrase!r:42s} mean={s.stats['mean']:.3f} sensitivity={s.stats['sensitivity']:.3f} "
+                f"log p={s.log_prob:.2f}{conv} | {prof}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="only the first N facts")
     parser.add_argument("--time-ig", type=int, default=0, help="also time IG comprehension on N prompts")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--investigate", action="store_true", help="only the issue's France pool, per method")
     parser.add_argument("--out", type=Path, default=Path("bench/out/paraphrase_choice.json"))
     parser.add_argument("--reuse", action="store_true", help="analyse an earlier --out file again")
     args = parser.parse_args()
@@ -204,6 +242,10 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"threads: {torch.get_num_threads()}")
     start = time.perf_counter()
+    if args.investigate:
+        print(investigate())
+        print(f"wall time: {time.perf_counter() - start:.0f} s")
+        return
     records = json.loads(args.out.read_text()) if args.reuse else run(args.limit, args.quiet, args.out)
     print(report(records))
     if args.time_ig:
