@@ -69,8 +69,12 @@ class ComprehensionScore(ResultMixin):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"paraphrase": self.paraphrase, "target": "".join(self.target), "method": self.method,
-                "log_prob": self.log_prob}
+        return {
+            "paraphrase": self.paraphrase,
+            "target": "".join(self.target),
+            "method": self.method,
+            "log_prob": self.log_prob,
+        }
 
     def axis_labels(self) -> dict[str, Sequence[str]]:
         return {"token": self.tokens}
