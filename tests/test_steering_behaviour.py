@@ -14,7 +14,7 @@ import torch
 
 from integrand.cli import main
 from integrand.errors import InputError
-from integrand.steering import fit, load_behaviour, split
+from integrand.steering import fit, load_behaviour, load_preferences, split
 from integrand.steering.behaviour import (
     Generations,
     Outcome,
@@ -175,6 +175,8 @@ def test_behaviour_sets() -> None:
         pairs = bench.preferences(fit_prompts)
         assert len(pairs) == 32 and {p.prompt for p in pairs} == set(fit_prompts)
         assert not set(held) & {p.prompt for p in pairs}
+        # the CLI's --examples NAME: the same fit pairs, held-out prompts never in a pair
+        assert load_preferences(name) == pairs
     with pytest.raises(InputError, match="behaviour"):
         load_behaviour("humour")
 

@@ -19,7 +19,12 @@ def add_parser(sub: Any) -> None:
 
     f = verbs.add_parser("fit", help="fit a steering vector from preference pairs and save it")
     _model_option(f)
-    f.add_argument("--examples", default="facts", help="built-in set ('facts') or a JSONL file of preference pairs")
+    f.add_argument(
+        "--examples",
+        default="facts",
+        help="built-in set ('facts'; 'sentiment', 'toxicity', 'politeness': the behaviour benchmarks' fit pairs) "
+        "or a JSONL file of preference pairs",
+    )
     f.add_argument(
         "--fit", type=positive_int, default=None, help="use a seeded split: this many pairs to fit, the rest held out"
     )

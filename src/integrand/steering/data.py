@@ -30,14 +30,26 @@ def _read(name: str) -> str:
     return resources.files(__package__).joinpath("data", name).read_text(encoding="utf-8")
 
 
+BEHAVIOUR_FIT_PROMPTS = 16
+
+
 def load_preferences(source: str | Path = "facts") -> list[Preference]:
-    """A built-in set by name, or a JSONL file of {"prompt", "preferred", "dispreferred"} lines."""
+    """A built-in set by name, or a JSONL file of {"prompt", "preferred", "dispreferred"} lines.
+
+    The behaviour benchmarks' names (:data:`BEHAVIOURS`) give their preference pairs: two per fit
+    prompt of the seeded split that ``bench/steering_behaviour.py`` uses (16 prompts, seed 0), so
+    their held-out prompts never appear in a pair.
+    """
+    if isinstance(source, str) and source in BEHAVIOURS:
+        bench = load_behaviour(source)
+        return bench.preferences(split(list(bench.prompts), BEHAVIOUR_FIT_PROMPTS, seed=0)[0])
     if isinstance(source, str) and source in BUILTIN:
         text = _read(f"{source}.jsonl")
     else:
         path = Path(source)
         if not path.is_file():
-            raise InputError("examples", f"{source!r} is neither a built-in set ({', '.join(BUILTIN)}) nor a file")
+            names = ", ".join((*BUILTIN, *BEHAVIOURS))
+            raise InputError("examples", f"{source!r} is neither a built-in set ({names}) nor a file")
         text = path.read_text(encoding="utf-8")
     out = []
     for number, line in enumerate(text.splitlines(), start=1):
