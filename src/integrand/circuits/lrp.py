@@ -140,7 +140,11 @@ def _check_close(name: str, surrogate: torch.Tensor, value: torch.Tensor) -> Non
 
 
 def norm_surrogate(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm/RMSNorm with the normalising scale held constant (LN rule)."""
+    """LayerNorm/RMSNorm/L2 normalisation with the normalising scale held constant (LN rule)."""
+    if type(module).__name__ == "L2Normalize":
+        dim = int(getattr(module, "dim"))
+        norm = x.norm(p=2, dim=dim, keepdim=True).clamp_min(float(getattr(module, "eps"))).detach()
+        return x / norm
     weight = getattr(module, "weight", None)
     if isinstance(module, torch.nn.LayerNorm):
         dims = tuple(range(-len(module.normalized_shape), 0))
@@ -248,7 +252,8 @@ def _gate_hooks(name: str) -> tuple[Hook, Hook, Hook]:
 
 
 def _is_norm(module: torch.nn.Module) -> bool:
-    return isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
+    name = type(module).__name__
+    return isinstance(module, torch.nn.LayerNorm) or name.endswith("RMSNorm") or name == "L2Normalize"
 
 
 @contextmanager
