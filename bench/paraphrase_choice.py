@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from integrand.generation.comprehension import STATISTICS, comprehension, encode  # noqa: E402
+from integrand.generation.comprehension import DEFAULT_RANK_BY, STATISTICS, comprehension, encode  # noqa: E402
 from integrand.generation.explainer import GenerationExplainer  # noqa: E402
 from integrand.generation.facts import FACTS, Fact  # noqa: E402
 from integrand.generation.paraphrase import llm_paraphrases, rule_paraphrases  # noqa: E402
@@ -76,7 +76,9 @@ def run(limit: int | None, quiet: bool, out: Path) -> list[dict[str, Any]]:
         for index, fact in enumerate(facts):
             t0 = time.perf_counter()
             rules = rule_paraphrases(fact.prompt)[:3]
-            sampled = llm_paraphrases(model, tok, fact.prompt, k=4, seed=index, avoid=[fact.answer], rounds=3)
+            sampled = llm_paraphrases(
+                model, tok, fact.prompt, k=4, seed=index, avoid=[fact.answer], rounds=3, progress=False
+            )
             t1 = time.perf_counter()
             pool = list(dict.fromkeys([fact.prompt, *rules, *sampled]))
             scores = comprehension(model, tok, pool, explainer=gx, progress=False)
@@ -161,15 +163,17 @@ def report(records: list[dict[str, Any]]) -> str:
     para = [r["seconds"]["paraphrase"] for r in records]
     lines.append(f"occlusion comprehension: {sum(per_prompt) / len(per_prompt):.2f} s per prompt (mean)")
     lines.append(f"paraphrase generation: {sum(para) / len(para):.2f} s per fact (mean)")
-    lines.append("\ndev: mean log p of the answer after the top-ranked candidate, per statistic")
-    dev_means = {s: sum(pick(r["candidates"], "top", s, 0)["log_p"] for r in dev) / len(dev) for s in STATISTICS}
-    for s, v in dev_means.items():
-        lines.append(f"  {s:12s} {v:.3f}")
-    best = max(dev_means, key=lambda s: dev_means[s])
-    lines.append(f"chosen on dev: {best}\n\ntest ({len(test)} facts), ranked by {best}:")
-    lines += table(test, best)
-    lines.append(f"\ndev ({len(dev)} facts), ranked by {best}:")
-    lines += table(dev, best)
+    best = DEFAULT_RANK_BY
+    if dev:
+        lines.append("\ndev: mean log p of the answer after the top-ranked candidate, per statistic")
+        dev_means = {s: sum(pick(r["candidates"], "top", s, 0)["log_p"] for r in dev) / len(dev) for s in STATISTICS}
+        lines += [f"  {s:12s} {v:.3f}" for s, v in dev_means.items()]
+        best = max(dev_means, key=lambda s: dev_means[s])
+        lines.append(f"chosen on dev: {best}")
+    for name, part in (("test", test), ("dev", dev)):
+        if part:
+            lines.append(f"\n{name} ({len(part)} facts), ranked by {best}:")
+            lines += table(part, best)
     return "\n".join(lines)
 
 

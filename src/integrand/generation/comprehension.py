@@ -176,7 +176,7 @@ def comprehension(
     gx = explainer or GenerationExplainer(model, tokenizer)
     baseline = gx.baseline_embedding() if method == "occlusion" else None
     scores = []
-    with _progress(len(paraphrases), progress and len(paraphrases) > 1, method) as advance:
+    with progress_bar(len(paraphrases), progress and len(paraphrases) > 1, f"comprehension ({method})") as advance:
         for text in paraphrases:
             if method == "occlusion":
                 assert baseline is not None
@@ -322,8 +322,8 @@ def _occlusion(
 
 
 @contextlib.contextmanager
-def _progress(total: int, enabled: bool, method: str) -> Iterator[Any]:
-    """A rich progress bar over paraphrases (transient); a no-op when disabled or rich is missing."""
+def progress_bar(total: int, enabled: bool, label: str) -> Iterator[Any]:
+    """A transient rich progress bar; yields ``advance()``. A no-op when disabled or rich is missing."""
     if not enabled:
         yield lambda: None
         return
@@ -333,7 +333,7 @@ def _progress(total: int, enabled: bool, method: str) -> Iterator[Any]:
         yield lambda: None
         return
     with Progress(
-        TextColumn(f"comprehension ({method})"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
