@@ -170,6 +170,55 @@ def _comprehension() -> Any:
                          progress=False)[0]  # fmt: skip
 
 
+def _circuit_faithfulness() -> Any:
+    from integrand.circuits import faithfulness, logit_diff, patching
+
+    clean, corrupted = token_pairs()
+    metric = logit_diff([3, 4, 5], [6, 7, 8])
+    runs = [patching(tiny_gpt2(), clean, corrupted, metric, components="resid", method=m) for m in ("attribution",
+            "activation")]  # fmt: skip
+    return faithfulness(runs[0], runs[1])
+
+
+def _curve() -> Any:
+    model, x = _mlp(), _x()
+    return integrand.metrics.deletion(model, x, integrand.saliency(model, x, 1), 1, steps=4)
+
+
+def _randomisation() -> Any:
+    return integrand.metrics.model_randomisation(_mlp(), _x(), 1, method="saliency")
+
+
+def _metric_faithfulness() -> Any:
+    model, x = _mlp(), _x()
+    return integrand.metrics.top_k_faithfulness(model, x, integrand.saliency(model, x, 1), 1, k=2)
+
+
+def _train_report() -> Any:
+    from integrand.corpus.train import TrainConfig, TrainReport
+
+    return TrainReport(out=Path("model"), labels=("ham", "spam"), problem_type="single_label_classification",
+                       train_rows=8, eval_rows=2, dropped_rows=0, accuracy=0.5, macro_f1=0.4,
+                       per_class_f1={"ham": 0.3, "spam": 0.5}, seconds=1.5, config=TrainConfig(epochs=1))  # fmt: skip
+
+
+def _screening() -> Any:
+    from integrand.corpus import Table
+    from integrand.corpus.screening import Screening
+
+    columns = ("class", "vs", "docs", "flagged", "positives", "precision", "recall", "f1")
+    rows = (("toxic", "predicted", 10, 4, 5, 0.75, 0.6, 0.667), ("toxic", "gold", 10, 4, 4, 0.5, 0.5, 0.5))
+    return Screening(cues={"toxic": ("idiot", "stupid")}, scores=Table(columns, rows), mined=20, held_out=10)
+
+
+def _choice() -> Any:
+    from integrand.generation.paraphrase import choose_paraphrase
+
+    model, tok = tiny_lm("gpt2")
+    return choose_paraphrase(model, tok, "the capital of france is", candidates=["france , capital city is"],
+                             target="paris", attribution="integrated_gradients", progress=False)  # fmt: skip
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "Attribution": _attribution,
     "Attribution[mapping]": _mapping_attribution,
@@ -188,6 +237,13 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "Unlearning": _unlearning,
     "SensorFailure": _sensor_failure,
     "ComprehensionScore": _comprehension,
+    "circuits.Faithfulness": _circuit_faithfulness,
+    "Curve": _curve,
+    "Randomisation": _randomisation,
+    "metrics.Faithfulness": _metric_faithfulness,
+    "TrainReport": _train_report,
+    "Screening": _screening,
+    "Choice": _choice,
 }
 
 
@@ -265,7 +321,9 @@ def test_established_names_stay_as_aliases(results: dict[str, Any]) -> None:
 
 
 def test_results_without_completeness_say_none(results: dict[str, Any]) -> None:
-    for name in ("ActivationProfile", "SteeringVector", "Recommendation", "Table", "Unlearning"):
+    for name in ("ActivationProfile", "SteeringVector", "Recommendation", "Table", "Unlearning",
+                 "circuits.Faithfulness", "Curve", "Randomisation", "metrics.Faithfulness", "TrainReport",
+                 "Screening"):  # fmt: skip
         result = results[name]
         assert result.delta is None and result.relative_error is None and result.converged is None, name
 
@@ -299,3 +357,43 @@ def test_contrastive_results_record_the_foil() -> None:
     assert json.loads(result.to_json())["params"]["contrast"] == "lyon"
     plain = integrand.GenerationExplainer(model, tok)("the capital of france is", max_new_tokens=2, steps=8)
     assert "contrast" not in plain.params and plain.params["target"] == "".join(plain.target_tokens)
+
+
+def test_new_result_types_keep_their_own_names(results: dict[str, Any], tmp_path: Path) -> None:
+    circuits, metrics = results["circuits.Faithfulness"], results["metrics.Faithfulness"]
+    assert type(integrand.load(circuits.save(tmp_path / "c.safetensors"))) is type(circuits)
+    assert type(integrand.load(metrics.save(tmp_path / "m.safetensors"))) is type(metrics)
+    assert results["TrainReport"].to_dataframe()["metric_label"].tolist() == ["accuracy", "macro_f1", "f1[ham]",
+                                                                               "f1[spam]"]  # fmt: skip
+    assert results["TrainReport"].as_dict()["labels"] == ["ham", "spam"]
+    frame = results["Screening"].to_dataframe()
+    assert frame["row_label"].iloc[0] == "toxic vs predicted" and frame["value"].iloc[:3].tolist() == [0.75, 0.6, 0.667]
+    choice = results["Choice"]
+    assert choice.converged is not None and choice.converged.shape == (2,)
+    assert choice.n_unconverged == sum(s.converged is False for s in choice.ranking)
+    assert choice.to_dataframe()["candidate_label"].tolist() == [s.paraphrase for s in choice.ranking]
+
+
+def test_group_aggregates_never_claim_more_than_their_parts() -> None:
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3)).to(F64).eval()
+    x = 5 * _x(4)
+    groups = integrand.groups.Groups.define({"first": [0, 1], "last": [2, 3]}, x)
+    with pytest.warns(integrand.ConvergenceWarning):
+        plain = integrand.integrated_gradients(model, x, 0, steps=2)
+        grouped = integrand.groups.attribute_groups(model, x, 0, groups=groups, steps=2)
+    assert not bool(plain.converged.all())
+    assert torch.equal(grouped.converged, plain.converged.bool())
+    assert grouped.n_unconverged == int((~plain.converged).sum()) > 0
+    assert grouped.params["n_unconverged"] == grouped.n_unconverged
+    assert "NOT CONVERGED" in grouped.summary()
+    fine = integrand.groups.attribute_groups(model, x, 0, groups=groups, tol=1e-6)
+    assert bool(fine.converged.all()) and fine.n_unconverged == 0
+    # no completeness notion, no flag: a saliency map cannot fail to converge, so it claims nothing
+    assert integrand.groups.attribute_groups(model, x, 0, groups=groups, method="saliency").converged is None
+
+
+def test_sensor_failure_reports_its_groups_flags(results: dict[str, Any]) -> None:
+    failure = results["SensorFailure"]
+    assert failure.converged is not None and failure.converged.shape == failure.relative_error.shape
+    assert bool(failure.converged[0]) == bool(failure.change.converged.all())
+    assert bool(failure.converged[1]) == bool(failure.variance.converged.all())
