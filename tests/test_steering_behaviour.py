@@ -4,6 +4,7 @@ control, the one-pass attributions of the fit, ``integrand steer generate --judg
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 
 from integrand.cli import main
 from integrand.errors import InputError
-from integrand.steering import fit, load_behaviour, load_preferences, split
+from integrand.steering import SteeringVector, fit, load_behaviour, load_preferences, split
 from integrand.steering.behaviour import (
     Generations,
     Outcome,
@@ -225,3 +226,19 @@ def test_vlm_steering_raises_the_probability_of_yes(vlm: Any) -> None:  # noqa: 
     # measured: 0.0004 -> 0.0022 (x5.5); a random direction of the same norm: x1.5
     assert float(after.mean()) > 3 * float(before.mean())
     assert float((after / before).mean()) > 2 * float((control / before).mean())
+
+
+def test_cli_fit_with_lrp_prints_the_unconverged_share(tiny: tuple[Any, Any], tmp_path: Path, capsys: Any) -> None:
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    out, pairs = tmp_path / "v.safetensors", tmp_path / "pairs.jsonl"
+    lines = [json.dumps({"prompt": p, "preferred": a, "dispreferred": b}) for p, a, b in EXAMPLES * 2]
+    pairs.write_text("\n".join(lines), encoding="utf-8")
+    argv = ["steer", "fit", "--model", str(tmp_path / "model"), "--examples", str(pairs), "--layers", "1"]
+    assert main([*argv, "--k", "1", "--attribution", "lrp", "--out", str(out), "--fit", "6"]) == 0
+    text = capsys.readouterr().out
+    found = re.search(r"LRP conservation: .* (\d+) of 6 pairs \((\d+)%\) did not converge at tol 0.1", text)
+    assert found is not None, text
+    assert SteeringVector.load(out).params["n_unconverged"] == int(found.group(1))
+    assert main([*argv, "--attribution", "shap", "--out", str(out)]) == 2
