@@ -397,3 +397,31 @@ def test_sensor_failure_reports_its_groups_flags(results: dict[str, Any]) -> Non
     assert failure.converged is not None and failure.converged.shape == failure.relative_error.shape
     assert bool(failure.converged[0]) == bool(failure.change.converged.all())
     assert bool(failure.converged[1]) == bool(failure.variance.converged.all())
+
+
+def test_token_attribution_predicts_by_the_one_multi_label_policy(results: dict[str, Any]) -> None:
+    import dataclasses
+
+    from integrand.text.toxicity import predicted_labels
+
+    toxic = results["TokenAttribution"]
+    assert toxic.multi_label and toxic.predicted_labels == tuple(predicted_labels(toxic.probabilities))
+    probs = torch.tensor([0.5, 0.49, 0.1, 0.7, 0.2, 0.0])
+    edge = dataclasses.replace(toxic, probabilities=probs)
+    assert edge.predicted_labels == tuple(predicted_labels(probs)) == (toxic.labels[0], toxic.labels[3])
+    clean = dataclasses.replace(toxic, probabilities=torch.full((6,), 0.1))
+    assert clean.predicted_labels == ("none",) and clean.to_dict()["predicted_labels"] == ["none"]
+    single = dataclasses.replace(toxic, multi_label=False, probabilities=torch.full((6,), 0.1).index_fill(0,
+                                 torch.tensor([2]), 0.3))  # fmt: skip
+    assert single.predicted_labels == (toxic.labels[2],)
+
+
+def test_explain_names_no_prediction_and_still_explains_the_top_label(capsys: pytest.CaptureFixture[str]) -> None:
+    from integrand.cli import main
+
+    assert main(["--quiet", "explain", "Have a nice day :)", "--steps", "8"]) == 0
+    quiet = capsys.readouterr().out
+    assert main(["explain", "Have a nice day :)", "--steps", "8"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "predicted none" in out and "attributed toxic" in out, out
+    assert "completeness:" in quiet

@@ -75,10 +75,14 @@ class TokenAttribution(ResultMixin):
 
     @property
     def predicted_labels(self) -> tuple[str, ...]:
-        """Multi-label models: every label with probability >= 0.5 (maybe none); otherwise the predicted label."""
+        """Single-label models: the predicted label. Multi-label models: the one multi-label policy
+        (:func:`integrand.text.toxicity.predicted_labels`): every label with probability >= 0.5 in label
+        order, or ``("none",)`` when no label passes."""
         if not self.multi_label:
             return (self.predicted,)
-        return tuple(lab for lab, p in zip(self.labels, self.probabilities.tolist()) if p >= 0.5)
+        from .toxicity import predicted_labels
+
+        return tuple(predicted_labels(self.probabilities, labels=self.labels))
 
     @property
     def relative_error(self) -> float:
