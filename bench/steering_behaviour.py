@@ -184,6 +184,48 @@ def table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def report(results: dict[str, Any]) -> str:
+    """The table, the GrAInS fits' attribution quality, and how and where the numbers were made."""
+    runs = results.get("runs") or [results]
+    st = runs[0]["settings"]
+    lines = [
+        f"SmolLM2-135M-Instruct (fp32, CPU, 1 thread); {st['n_fit_prompts']} fit prompts per set (seed {st['seed']}), "
+        f"{st['max_new_tokens']} new tokens, {st['decoding']}; sweep on the fit prompts over blocks {st['layers']} x "
+        f"c in {st['shares']}; chosen by best judge score at perplexity <= {st['max_perplexity_ratio']}x unsteered. "
+        f"Perplexity: continuation tokens under the unsteered model. Held-out numbers below.",
+        "",
+        table(results),
+        "",
+    ]
+    for name, r in results["benchmarks"].items():
+        g = r["fits"]["grains"]
+        chosen = ", ".join(
+            f"{key}: " + ("none qualified" if c["layer"] is None else f"block {c['layer']}, c={c['share']}")
+            for key, c in r["chosen"].items()
+        )
+        lines.append(
+            f"- {name}: GrAInS ({g['attribution']}, k={g['k']}) conservation median relative error "
+            f"{g['median_relative_error']:.2f}, {g['unconverged_share']:.0%} of {r['n_pairs']} pairs above tol "
+            f"{g['converged_tol']:g}; top-k tokens (first pairs) + {' '.join(map(repr, g['positive_tokens'][:8]))}, "
+            f"- {' '.join(map(repr, g['negative_tokens'][:8]))}. Chosen: {chosen}."
+        )
+    lines.append("")
+    for run in runs:
+        lines.append(
+            f"Run: `{run['command']}` on {run['machine']}, {run['seconds'] / 60:.1f} min; `uptime` at start: "
+            f"{run['uptime_at_start']}; at end: {run['uptime_at_end']}."
+        )
+    return "\n".join(lines)
+
+
+def merge(paths: list[Path]) -> dict[str, Any]:
+    """Several runs' JSON (e.g. benchmarks run as parallel processes) as one result with a ``runs`` list."""
+    loaded = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    runs = [{k: v for k, v in r.items() if k != "benchmarks"} for r in loaded]
+    benchmarks = {name: b for r in loaded for name, b in r["benchmarks"].items()}
+    return {"runs": runs, "benchmarks": benchmarks}
+
+
 def write_doc(text: str) -> None:
     doc = DOC.read_text(encoding="utf-8")
     if BEGIN in doc and END in doc:
@@ -204,7 +246,16 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=20)
     parser.add_argument("--sample", action="store_true", help="seeded sampling instead of greedy continuations")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--merge", type=Path, nargs="+", help="merge these runs' JSON files into --out; no run")
     cfg = parser.parse_args()
+    if cfg.merge:
+        merged = merge(cfg.merge)
+        cfg.out.write_text(json.dumps(merged, indent=1), encoding="utf-8")
+        text = report(merged)
+        print(text)
+        if cfg.doc:
+            write_doc(text)
+        return 0
     cfg.n_fit = 8 if cfg.quick else 16
     cfg.n_held_quick = 8
     cfg.layers = [6] if cfg.quick else [5, 10]
@@ -236,12 +287,8 @@ def main() -> int:
     results["seconds"] = time.time() - started
     results["uptime_at_end"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     cfg.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    text = table(results)
+    text = report(results)
     print(text)
-    print(
-        f"\n{results['command']} on {results['machine']}: {results['seconds'] / 60:.1f} min; "
-        f"start: {results['uptime_at_start']}; end: {results['uptime_at_end']}"
-    )
     if cfg.doc:
         write_doc(text)
     return 0
