@@ -425,3 +425,38 @@ def test_explain_names_no_prediction_and_still_explains_the_top_label(capsys: py
     out = " ".join(capsys.readouterr().out.split())
     assert "predicted none" in out and "attributed toxic" in out, out
     assert "completeness:" in quiet
+
+
+def test_results_record_what_they_explained() -> None:
+    model, x = _mlp(), _x()
+    ig = integrand.integrated_gradients(model, x, torch.tensor([0, 1, 2]), baseline=0.25, steps=8)
+    assert ig.params["method"] == "integrated_gradients" and ig.params["baseline"] == 0.25
+    assert ig.params["target_index"] == [0, 1, 2] and ig.params["steps"] == 8 and ig.params["rule"] == "gauss-legendre"
+    layer = integrand.attribute(model, x, 1, steps=8, layer=model[0], baseline=torch.zeros(1, 6, dtype=F64))
+    assert layer.params["baseline"] == "tensor" and layer.params["layer"] == "0"
+    assert layer.params["target"] == "logit(1)"
+    assert integrand.attribute(model, x, 1, method="occlusion").params["baseline"] == "zeros"  # the method's default
+    occ = integrand.attribute(model, x, 1, method="occlusion", baseline=0.5)
+    assert (occ.params["method"], occ.params["target"], occ.params["baseline"]) == ("occlusion", 1, 0.5)
+    shap = integrand.gradient_shap(model, x, 2, baselines=torch.zeros(2, 4, dtype=F64), samples=4)
+    assert shap.params["baseline"] == "tensor" and shap.params["method"] == "gradient_shap"
+    sal = integrand.saliency(model, x, None)
+    assert sal.params["method"] == "saliency" and "baseline" not in sal.params
+    named = integrand.attribute(model, x, 0, baseline=lambda t: t * 0, steps=8)
+    assert named.params["baseline"] == "callable <lambda>"
+    text = integrand.TextExplainer.from_pretrained("toxicity")("you are a stupid idiot", steps=8)
+    assert {k: text.params[k] for k in ("method", "target", "score", "baseline", "steps")} == {
+        "method": "integrated_gradients", "target": "toxic", "score": "logit", "baseline": "pad", "steps": 8}
+    lm, tok = tiny_lm("gpt2")
+    gen = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", steps=8)
+    assert gen.params["method"] == gen.method and gen.params["score"] == gen.score and "baseline" in gen.params
+
+
+def test_viz_reads_the_foil_the_result_recorded() -> None:
+    from integrand.viz.adapters import generation_caption
+
+    lm, tok = tiny_lm("gpt2")
+    contrast = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", contrast=" lyon",
+                                                      steps=8)  # fmt: skip
+    assert generation_caption(contrast).endswith(" vs ' lyon'") and contrast.params["contrast"] == " lyon"
+    assert "lyon" in contrast.to_html()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -19,6 +21,7 @@ from ..layers import ALL
 from ..quadrature import MAX_STEPS, make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
+from .gradient_support import baseline_setting, target_setting
 
 DEFAULT_STEPS = 50
 DEFAULT_MAX_STEPS = 4097
@@ -154,6 +157,26 @@ def integrate_path(
     )
 
 
+def _records_settings(fn: Callable[..., Attribution]) -> Callable[..., Attribution]:
+    """Record the baseline as asked for (``params["baseline"]``, and ``"input_baseline"`` with layers),
+    per-example target classes (``"target_index"``) and the method in every result of ``fn``, whichever
+    of its paths produced it."""
+
+    @functools.wraps(fn)
+    def recorded(*args: Any, **kwargs: Any) -> Attribution:
+        result = fn(*args, **kwargs)
+        settings: dict[str, Any] = {"method": result.method, "baseline": baseline_setting(kwargs.get("baseline"))}
+        target = kwargs.get("target", args[2] if len(args) > 2 else None)
+        if isinstance(target, torch.Tensor):
+            settings["target_index"] = target_setting(target)
+        if kwargs.get("input_baseline") is not None:
+            settings["input_baseline"] = baseline_setting(kwargs["input_baseline"])
+        return dataclasses.replace(result, params={**settings, **result.params})
+
+    return recorded
+
+
+@_records_settings
 def integrated_gradients(
     model: Callable[..., Any],
     inputs: Inputs,

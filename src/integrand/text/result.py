@@ -54,6 +54,11 @@ class TokenAttribution(ResultMixin):
 
     AXES = ("token",)
 
+    def __post_init__(self) -> None:
+        # params record what was explained whoever built the result: method, target, score and baseline first.
+        recorded = {"method": self.method, "target": self.target, "score": self.score, "baseline": self.baseline}
+        object.__setattr__(self, "params", {**recorded, **dict(self.params)})
+
     @property
     def values(self) -> torch.Tensor:
         """The protocol's name for ``scores``: one value per token."""
