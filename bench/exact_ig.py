@@ -55,13 +55,12 @@ def main() -> None:
         err = (values.double() - ref.values).abs().flatten(1).max(1).values / total.double().abs()
         return float(err.max())
 
-    print(
-        "| method | gradient evaluations / example (mean, max) | time (s) | worst rel. completeness | worst feature error |"
-    )
+    print("| method | gradient evaluations / example (mean, max) | time (s) | worst rel. completeness | worst feature err |")
     print("|---|---|---|---|---|")
     rows = [
         ("exact IG (rule='exact')", f"{pieces.mean():.1f}, {int(pieces.max())} pieces", t_exact, exact.values),
-        (f"tol=1e-3 (auto: {auto.params['rule']})", f"{auto.steps.double().mean():.1f}, {int(auto.steps.max())}", t_auto, auto.values),
+        (f"tol=1e-3 (auto: {auto.params['rule']})", f"{auto.steps.double().mean():.1f}, {int(auto.steps.max())}",
+         t_auto, auto.values),
         ("tol=1e-3 error control", f"{ctrl.steps.double().mean():.1f}, {int(ctrl.steps.max())}", t_ctrl, ctrl.values),
         ("Captum GL 50 steps", "50, 50", t_gl, gl.detach()),
     ]  # fmt: skip
