@@ -55,7 +55,7 @@ def main() -> None:
         err = (values.double() - ref.values).abs().flatten(1).max(1).values / total.double().abs()
         return float(err.max())
 
-    print("| method | gradient evaluations / example (mean, max) | time (s) | worst rel. completeness | worst feature err |")
+    print("| method | evaluations / example (mean, max) | time (s) | worst rel. completeness | worst feature err |")
     print("|---|---|---|---|---|")
     rows = [
         ("exact IG (rule='exact')", f"{pieces.mean():.1f}, {int(pieces.max())} pieces", t_exact, exact.values),
