@@ -34,7 +34,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-from integrand.generation.comprehension import STATISTICS, comprehension, encode  # noqa: E402
+from integrand.generation.comprehension import DEFAULT_RANK_BY, STATISTICS, comprehension, encode  # noqa: E402
 from integrand.generation.explainer import GenerationExplainer  # noqa: E402
 from integrand.generation.facts import FACTS, Fact  # noqa: E402
 from integrand.generation.paraphrase import llm_paraphrases, rule_paraphrases  # noqa: E402
@@ -76,7 +76,9 @@ def run(limit: int | None, quiet: bool, out: Path) -> list[dict[str, Any]]:
         for index, fact in enumerate(facts):
             t0 = time.perf_counter()
             rules = rule_paraphrases(fact.prompt)[:3]
-            sampled = llm_paraphrases(model, tok, fact.prompt, k=4, seed=index, avoid=[fact.answer], rounds=3)
+            sampled = llm_paraphrases(
+                model, tok, fact.prompt, k=4, seed=index, avoid=[fact.answer], rounds=3, progress=False
+            )
             t1 = time.perf_counter()
             pool = list(dict.fromkeys([fact.prompt, *rules, *sampled]))
             scores = comprehension(model, tok, pool, explainer=gx, progress=False)
@@ -161,15 +163,17 @@ def report(records: list[dict[str, Any]]) -> str:
     para = [r["seconds"]["paraphrase"] for r in records]
     lines.append(f"occlusion comprehension: {sum(per_prompt) / len(per_prompt):.2f} s per prompt (mean)")
     lines.append(f"paraphrase generation: {sum(para) / len(para):.2f} s per fact (mean)")
-    lines.append("\ndev: mean log p of the answer after the top-ranked candidate, per statistic")
-    dev_means = {s: sum(pick(r["candidates"], "top", s, 0)["log_p"] for r in dev) / len(dev) for s in STATISTICS}
-    for s, v in dev_means.items():
-        lines.append(f"  {s:12s} {v:.3f}")
-    best = max(dev_means, key=lambda s: dev_means[s])
-    lines.append(f"chosen on dev: {best}\n\ntest ({len(test)} facts), ranked by {best}:")
-    lines += table(test, best)
-    lines.append(f"\ndev ({len(dev)} facts), ranked by {best}:")
-    lines += table(dev, best)
+    best = DEFAULT_RANK_BY
+    if dev:
+        lines.append("\ndev: mean log p of the answer after the top-ranked candidate, per statistic")
+        dev_means = {s: sum(pick(r["candidates"], "top", s, 0)["log_p"] for r in dev) / len(dev) for s in STATISTICS}
+        lines += [f"  {s:12s} {v:.3f}" for s, v in dev_means.items()]
+        best = max(dev_means, key=lambda s: dev_means[s])
+        lines.append(f"chosen on dev: {best}")
+    for name, part in (("test", test), ("dev", dev)):
+        if part:
+            lines.append(f"\n{name} ({len(part)} facts), ranked by {best}:")
+            lines += table(part, best)
     return "\n".join(lines)
 
 
@@ -192,11 +196,49 @@ def time_ig(n: int) -> str:
     )
 
 
+ISSUE_POOL = (
+    "The capital of France is",
+    "France's capital city is",
+    "What is the capital of France? It is",
+    "The capital city of France is called",
+    "Capital France city name is",
+)
+
+
+def investigate() -> str:
+    """The issue's pool with the forced target " Paris": rankings by attribution method and statistic."""
+    from integrand.generation.smollm import load_smollm2
+
+    model, tok = load_smollm2()
+    settings: list[tuple[str, dict[str, Any]]] = [
+        ("IG steps=32", {"method": "integrated_gradients", "steps": 32}),
+        ("IG tol=1e-2", {"method": "integrated_gradients", "tol": 1e-2}),
+        ("occlusion", {"method": "occlusion"}),
+    ]
+    lines = []
+    for name, options in settings:
+        t0 = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scores = comprehension(model, tok, list(ISSUE_POOL), target=" Paris", progress=False, **options)
+        dt = (time.perf_counter() - t0) / len(ISSUE_POOL)
+        lines.append(f"\n{name} ({dt:.1f} s per prompt)")
+        for s in scores:
+            conv = "" if s.converged is None else f" converged={s.converged} rel.err={s.relative_error:.3g}"
+            prof = " ".join(f"{t.strip()}:{v:.2f}" for t, v in zip(s.tokens, s.profile.tolist()))
+            lines.append(
+                f"  {s.paraphrase!r:42s} mean={s.stats['mean']:.3f} sensitivity={s.stats['sensitivity']:.3f} "
+                f"log p={s.log_prob:.2f}{conv} | {prof}"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--limit", type=int, default=None, help="only the first N facts")
     parser.add_argument("--time-ig", type=int, default=0, help="also time IG comprehension on N prompts")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--investigate", action="store_true", help="only the issue's France pool, per method")
     parser.add_argument("--out", type=Path, default=Path("bench/out/paraphrase_choice.json"))
     parser.add_argument("--reuse", action="store_true", help="analyse an earlier --out file again")
     args = parser.parse_args()
@@ -204,6 +246,10 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"threads: {torch.get_num_threads()}")
     start = time.perf_counter()
+    if args.investigate:
+        print(investigate())
+        print(f"wall time: {time.perf_counter() - start:.0f} s")
+        return
     records = json.loads(args.out.read_text()) if args.reuse else run(args.limit, args.quiet, args.out)
     print(report(records))
     if args.time_ig:

@@ -170,6 +170,55 @@ def _comprehension() -> Any:
                          progress=False)[0]  # fmt: skip
 
 
+def _circuit_faithfulness() -> Any:
+    from integrand.circuits import faithfulness, logit_diff, patching
+
+    clean, corrupted = token_pairs()
+    metric = logit_diff([3, 4, 5], [6, 7, 8])
+    runs = [patching(tiny_gpt2(), clean, corrupted, metric, components="resid", method=m) for m in ("attribution",
+            "activation")]  # fmt: skip
+    return faithfulness(runs[0], runs[1])
+
+
+def _curve() -> Any:
+    model, x = _mlp(), _x()
+    return integrand.metrics.deletion(model, x, integrand.saliency(model, x, 1), 1, steps=4)
+
+
+def _randomisation() -> Any:
+    return integrand.metrics.model_randomisation(_mlp(), _x(), 1, method="saliency")
+
+
+def _metric_faithfulness() -> Any:
+    model, x = _mlp(), _x()
+    return integrand.metrics.top_k_faithfulness(model, x, integrand.saliency(model, x, 1), 1, k=2)
+
+
+def _train_report() -> Any:
+    from integrand.corpus.train import TrainConfig, TrainReport
+
+    return TrainReport(out=Path("model"), labels=("ham", "spam"), problem_type="single_label_classification",
+                       train_rows=8, eval_rows=2, dropped_rows=0, accuracy=0.5, macro_f1=0.4,
+                       per_class_f1={"ham": 0.3, "spam": 0.5}, seconds=1.5, config=TrainConfig(epochs=1))  # fmt: skip
+
+
+def _screening() -> Any:
+    from integrand.corpus import Table
+    from integrand.corpus.screening import Screening
+
+    columns = ("class", "vs", "docs", "flagged", "positives", "precision", "recall", "f1")
+    rows = (("toxic", "predicted", 10, 4, 5, 0.75, 0.6, 0.667), ("toxic", "gold", 10, 4, 4, 0.5, 0.5, 0.5))
+    return Screening(cues={"toxic": ("idiot", "stupid")}, scores=Table(columns, rows), mined=20, held_out=10)
+
+
+def _choice() -> Any:
+    from integrand.generation.paraphrase import choose_paraphrase
+
+    model, tok = tiny_lm("gpt2")
+    return choose_paraphrase(model, tok, "the capital of france is", candidates=["france , capital city is"],
+                             target="paris", attribution="integrated_gradients", progress=False)  # fmt: skip
+
+
 BUILDERS: dict[str, Callable[[], Any]] = {
     "Attribution": _attribution,
     "Attribution[mapping]": _mapping_attribution,
@@ -188,6 +237,13 @@ BUILDERS: dict[str, Callable[[], Any]] = {
     "Unlearning": _unlearning,
     "SensorFailure": _sensor_failure,
     "ComprehensionScore": _comprehension,
+    "circuits.Faithfulness": _circuit_faithfulness,
+    "Curve": _curve,
+    "Randomisation": _randomisation,
+    "metrics.Faithfulness": _metric_faithfulness,
+    "TrainReport": _train_report,
+    "Screening": _screening,
+    "Choice": _choice,
 }
 
 
@@ -265,7 +321,9 @@ def test_established_names_stay_as_aliases(results: dict[str, Any]) -> None:
 
 
 def test_results_without_completeness_say_none(results: dict[str, Any]) -> None:
-    for name in ("ActivationProfile", "SteeringVector", "Recommendation", "Table", "Unlearning"):
+    for name in ("ActivationProfile", "SteeringVector", "Recommendation", "Table", "Unlearning",
+                 "circuits.Faithfulness", "Curve", "Randomisation", "metrics.Faithfulness", "TrainReport",
+                 "Screening"):  # fmt: skip
         result = results[name]
         assert result.delta is None and result.relative_error is None and result.converged is None, name
 
@@ -299,3 +357,106 @@ def test_contrastive_results_record_the_foil() -> None:
     assert json.loads(result.to_json())["params"]["contrast"] == "lyon"
     plain = integrand.GenerationExplainer(model, tok)("the capital of france is", max_new_tokens=2, steps=8)
     assert "contrast" not in plain.params and plain.params["target"] == "".join(plain.target_tokens)
+
+
+def test_new_result_types_keep_their_own_names(results: dict[str, Any], tmp_path: Path) -> None:
+    circuits, metrics = results["circuits.Faithfulness"], results["metrics.Faithfulness"]
+    assert type(integrand.load(circuits.save(tmp_path / "c.safetensors"))) is type(circuits)
+    assert type(integrand.load(metrics.save(tmp_path / "m.safetensors"))) is type(metrics)
+    assert results["TrainReport"].to_dataframe()["metric_label"].tolist() == ["accuracy", "macro_f1", "f1[ham]",
+                                                                               "f1[spam]"]  # fmt: skip
+    assert results["TrainReport"].as_dict()["labels"] == ["ham", "spam"]
+    frame = results["Screening"].to_dataframe()
+    assert frame["row_label"].iloc[0] == "toxic vs predicted" and frame["value"].iloc[:3].tolist() == [0.75, 0.6, 0.667]
+    choice = results["Choice"]
+    assert choice.converged is not None and choice.converged.shape == (2,)
+    assert choice.n_unconverged == sum(s.converged is False for s in choice.ranking)
+    assert choice.to_dataframe()["candidate_label"].tolist() == [s.paraphrase for s in choice.ranking]
+
+
+def test_group_aggregates_never_claim_more_than_their_parts() -> None:
+    model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Linear(16, 3)).to(F64).eval()
+    x = 5 * _x(4)
+    groups = integrand.groups.Groups.define({"first": [0, 1], "last": [2, 3]}, x)
+    with pytest.warns(integrand.ConvergenceWarning):
+        plain = integrand.integrated_gradients(model, x, 0, steps=2)
+        grouped = integrand.groups.attribute_groups(model, x, 0, groups=groups, steps=2)
+    assert not bool(plain.converged.all())
+    assert torch.equal(grouped.converged, plain.converged.bool())
+    assert grouped.n_unconverged == int((~plain.converged).sum()) > 0
+    assert grouped.params["n_unconverged"] == grouped.n_unconverged
+    assert "NOT CONVERGED" in grouped.summary()
+    fine = integrand.groups.attribute_groups(model, x, 0, groups=groups, tol=1e-6)
+    assert bool(fine.converged.all()) and fine.n_unconverged == 0
+    # no completeness notion, no flag: a saliency map cannot fail to converge, so it claims nothing
+    assert integrand.groups.attribute_groups(model, x, 0, groups=groups, method="saliency").converged is None
+
+
+def test_sensor_failure_reports_its_groups_flags(results: dict[str, Any]) -> None:
+    failure = results["SensorFailure"]
+    assert failure.converged is not None and failure.converged.shape == failure.relative_error.shape
+    assert bool(failure.converged[0]) == bool(failure.change.converged.all())
+    assert bool(failure.converged[1]) == bool(failure.variance.converged.all())
+
+
+def test_token_attribution_predicts_by_the_one_multi_label_policy(results: dict[str, Any]) -> None:
+    import dataclasses
+
+    from integrand.text.toxicity import predicted_labels
+
+    toxic = results["TokenAttribution"]
+    assert toxic.multi_label and toxic.predicted_labels == tuple(predicted_labels(toxic.probabilities))
+    probs = torch.tensor([0.5, 0.49, 0.1, 0.7, 0.2, 0.0])
+    edge = dataclasses.replace(toxic, probabilities=probs)
+    assert edge.predicted_labels == tuple(predicted_labels(probs)) == (toxic.labels[0], toxic.labels[3])
+    clean = dataclasses.replace(toxic, probabilities=torch.full((6,), 0.1))
+    assert clean.predicted_labels == ("none",) and clean.to_dict()["predicted_labels"] == ["none"]
+    single = dataclasses.replace(toxic, multi_label=False, probabilities=torch.full((6,), 0.1).index_fill(0,
+                                 torch.tensor([2]), 0.3))  # fmt: skip
+    assert single.predicted_labels == (toxic.labels[2],)
+
+
+def test_explain_names_no_prediction_and_still_explains_the_top_label(capsys: pytest.CaptureFixture[str]) -> None:
+    from integrand.cli import main
+
+    assert main(["--quiet", "explain", "Have a nice day :)", "--steps", "8"]) == 0
+    quiet = capsys.readouterr().out
+    assert main(["explain", "Have a nice day :)", "--steps", "8"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "predicted none" in out and "attributed toxic" in out, out
+    assert "completeness:" in quiet
+
+
+def test_results_record_what_they_explained() -> None:
+    model, x = _mlp(), _x()
+    ig = integrand.integrated_gradients(model, x, torch.tensor([0, 1, 2]), baseline=0.25, steps=8)
+    assert ig.params["method"] == "integrated_gradients" and ig.params["baseline"] == 0.25
+    assert ig.params["target_index"] == [0, 1, 2] and ig.params["steps"] == 8 and ig.params["rule"] == "gauss-legendre"
+    layer = integrand.attribute(model, x, 1, steps=8, layer=model[0], baseline=torch.zeros(1, 6, dtype=F64))
+    assert layer.params["baseline"] == "tensor" and layer.params["layer"] == "0"
+    assert layer.params["target"] == "logit(1)"
+    assert integrand.attribute(model, x, 1, method="occlusion").params["baseline"] == "zeros"  # the method's default
+    occ = integrand.attribute(model, x, 1, method="occlusion", baseline=0.5)
+    assert (occ.params["method"], occ.params["target"], occ.params["baseline"]) == ("occlusion", 1, 0.5)
+    shap = integrand.gradient_shap(model, x, 2, baselines=torch.zeros(2, 4, dtype=F64), samples=4)
+    assert shap.params["baseline"] == "tensor" and shap.params["method"] == "gradient_shap"
+    sal = integrand.saliency(model, x, None)
+    assert sal.params["method"] == "saliency" and "baseline" not in sal.params
+    named = integrand.attribute(model, x, 0, baseline=lambda t: t * 0, steps=8)
+    assert named.params["baseline"] == "callable <lambda>"
+    text = integrand.TextExplainer.from_pretrained("toxicity")("you are a stupid idiot", steps=8)
+    assert {k: text.params[k] for k in ("method", "target", "score", "baseline", "steps")} == {
+        "method": "integrated_gradients", "target": "toxic", "score": "logit", "baseline": "pad", "steps": 8}
+    lm, tok = tiny_lm("gpt2")
+    gen = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", steps=8)
+    assert gen.params["method"] == gen.method and gen.params["score"] == gen.score and "baseline" in gen.params
+
+
+def test_viz_reads_the_foil_the_result_recorded() -> None:
+    from integrand.viz.adapters import generation_caption
+
+    lm, tok = tiny_lm("gpt2")
+    contrast = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", contrast=" lyon",
+                                                      steps=8)  # fmt: skip
+    assert generation_caption(contrast).endswith(" vs ' lyon'") and contrast.params["contrast"] == " lyon"
+    assert "lyon" in contrast.to_html()

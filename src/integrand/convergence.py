@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import torch
 
-from .errors import ConvergenceWarning
+from .errors import ConvergenceWarning, caller_stacklevel
 
 DEFAULT_TOL = 1e-2
 """Relative completeness error a result must meet to count as converged, unless ``tol`` is given."""
@@ -68,15 +68,18 @@ def within_tolerance(
 
 
 def warn_unconverged(where: str, items: Sequence[object], tol: float | None, *, stacklevel: int = 3) -> None:
-    """One :class:`ConvergenceWarning` naming the ``items`` (examples, target tokens) that missed ``tol``."""
+    """One :class:`ConvergenceWarning` naming the ``items`` (examples, target tokens) that missed ``tol``.
+
+    The warning points at the first frame outside integrand (the user's call); ``stacklevel`` is ignored.
+    """
     if not items:
         return
     warnings.warn(
         f"{where} {_listing(items)} did not meet the relative completeness tolerance "
-        f"{tol if tol is not None else DEFAULT_TOL:g}; see .converged and .relative_error "
-        "(more steps, or tol= for error control)",
+        f"{tol if tol is not None else DEFAULT_TOL:g} (the attributions do not yet add up to f(x) - f(baseline)); "
+        "the result is returned with .converged False and its .relative_error: raise steps= or pass tol=",
         ConvergenceWarning,
-        stacklevel=stacklevel,
+        stacklevel=caller_stacklevel(),
     )
 
 
@@ -109,7 +112,10 @@ def summarize(
     warn_share: float = UNCONVERGED_WARN_SHARE,
     stacklevel: int = 3,
 ) -> ConvergenceSummary:
-    """Count unconverged items; warn, naming them (``names``, else their indices), above ``warn_share``."""
+    """Count unconverged items; warn, naming them (``names``, else their indices), above ``warn_share``.
+
+    The warning points at the first frame outside integrand (the user's call); ``stacklevel`` is ignored.
+    """
     values = [bool(f) for f in flags]
     summary = ConvergenceSummary(len(values), sum(1 for v in values if not v))
     if summary.n_items and summary.unconverged_share > warn_share:
@@ -119,6 +125,6 @@ def summarize(
             f"{where}: {summary.line(what)} ({_listing(bad)}), above the {100 * warn_share:g}% allowed "
             "before results built on them are flagged; raise steps or use tol=",
             ConvergenceWarning,
-            stacklevel=stacklevel,
+            stacklevel=caller_stacklevel(),
         )
     return summary

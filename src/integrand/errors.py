@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 
 class IntegrandError(Exception):
     """Base class of every error raised by integrand."""
@@ -52,3 +55,24 @@ class ConvergenceWarning(UserWarning):
 
 class StoreWarning(UserWarning):
     """A resumed corpus run found damaged or foreign shards and recomputes them (named in the message)."""
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PASS_THROUGH = (os.sep + "contextlib.py", os.sep + "functools.py")
+
+
+def caller_stacklevel() -> int:
+    """The ``stacklevel`` for the caller's ``warnings.warn`` that names the first frame outside integrand.
+
+    Warnings passed this level point at the user's own call, however many integrand layers
+    (method wrappers, registries, explainers) lie between it and the code that warns.
+    """
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not (filename.startswith(_PACKAGE) or filename.endswith(_PASS_THROUGH)):
+            return level
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return 1

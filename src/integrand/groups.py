@@ -273,6 +273,9 @@ class GroupAttribution(ResultMixin):
     delta: torch.Tensor | None
     relative_error: torch.Tensor | None
     method: str
+    converged: torch.Tensor | None = None
+    """Per example, whether the attribution it was grouped from converged (``None`` for methods without a
+    completeness notion): grouping never claims more than its parts."""
 
     AXES = ("example", "group")
 
@@ -282,13 +285,16 @@ class GroupAttribution(ResultMixin):
         return self.sums
 
     @property
-    def converged(self) -> None:
-        """``None``: the grouped result keeps the completeness error (``relative_error``), not the flags."""
-        return None
+    def n_unconverged(self) -> int | None:
+        """How many of the grouped examples did not converge (``None`` without convergence flags)."""
+        return None if self.converged is None else int((~self.converged.bool()).sum())
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"method": self.method, "groups": list(self.names)}
+        params: dict[str, Any] = {"method": self.method, "groups": list(self.names)}
+        if self.converged is not None:
+            params["n_unconverged"] = self.n_unconverged
+        return params
 
     def axis_labels(self) -> dict[str, Sequence[str]]:
         return {"group": self.names}
@@ -331,6 +337,13 @@ class GroupAttribution(ResultMixin):
         return f"<div>{escape(self.method)} by group, example {example}{escape(err)}</div>" + table(headers, body)
 
 
+def _flags(attribution: Attribution) -> torch.Tensor | None:
+    # A method without a completeness error has no convergence to pass on (its flags cannot be False).
+    if attribution.delta is None or attribution.converged is None:
+        return None
+    return torch.as_tensor(attribution.converged, dtype=torch.bool).reshape(-1).cpu()
+
+
 def aggregate(attribution: Attribution, groups: Groups) -> GroupAttribution:
     """Sum, mean |.| and shares of ``attribution`` over ``groups``."""
     if not isinstance(attribution, Attribution):
@@ -361,6 +374,7 @@ def aggregate(attribution: Attribution, groups: Groups) -> GroupAttribution:
         delta=attribution.delta,
         relative_error=attribution.relative_error,
         method=attribution.method,
+        converged=_flags(attribution),
     )
 
 
@@ -387,6 +401,7 @@ def _from_group_values(attribution: Attribution, groups: Groups) -> GroupAttribu
         delta=attribution.delta,
         relative_error=attribution.relative_error,
         method=attribution.method,
+        converged=_flags(attribution),
     )
 
 

@@ -62,6 +62,13 @@ STORABLE: frozenset[str] = frozenset(
         "integrand.corpus.store:Table",
         "integrand.unlearning:Unlearning",
         "integrand.sensor_failure:SensorFailure",
+        "integrand.metrics.curves:Curve",
+        "integrand.metrics.randomisation:Randomisation",
+        "integrand.metrics.faithfulness:Faithfulness",
+        "integrand.corpus.train:TrainReport",
+        "integrand.corpus.train:TrainConfig",
+        "integrand.corpus.screening:Screening",
+        "integrand.generation.paraphrase:Choice",
     }
 )
 """The only classes a result file may name (``module:qualname``); a file naming any other is refused."""
@@ -211,8 +218,12 @@ class ResultMixin:
             return result
 
 
+FORMATS: dict[str, str] = {"integrand.metrics.faithfulness:Faithfulness": "integrand.metrics.Faithfulness"}
+"""File format names of result types whose class name another result type already uses."""
+
+
 def _format(cls: type) -> str:
-    return f"integrand.{cls.__name__}"
+    return FORMATS.get(f"{cls.__module__}:{cls.__qualname__}", f"integrand.{cls.__name__}")
 
 
 def _short(value: Any) -> bool:
@@ -369,7 +380,7 @@ LOADERS: dict[str, str] = {
     "integrand.GenerationAttribution": "integrand.generation.result:GenerationAttribution",
     "integrand.TokenAttribution": "integrand.text.result:TokenAttribution",
     "integrand.SteeringVector": "integrand.steering.vector:SteeringVector",
-    **{_format_name: _name for _name in STORABLE for _format_name in [f"integrand.{_name.split(':')[1]}"]},
+    **{FORMATS.get(_name, f"integrand.{_name.split(':')[1]}"): _name for _name in sorted(STORABLE)},
 }
 """File format name -> the class that reads it."""
 

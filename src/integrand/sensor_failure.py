@@ -145,9 +145,12 @@ class SensorFailure(ResultMixin):
         return torch.tensor([self.change_error, self.variance_error], dtype=torch.float64)
 
     @property
-    def converged(self) -> None:
-        """``None``: judged by ``relative_error``; the grouped results keep no flags."""
-        return None
+    def converged(self) -> torch.Tensor | None:
+        """Whether every example of the change and of the variance attribution converged ([2], as
+        ``relative_error``); ``None`` when the grouped results carry no flags."""
+        if self.change.converged is None or self.variance.converged is None:
+            return None
+        return torch.stack([self.change.converged.bool().all(), self.variance.converged.bool().all()])
 
     @property
     def params(self) -> dict[str, Any]:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import torch
 
 from ..errors import InputError, MissingExtraError
+from ..protocol import ResultMixin
 from .result import Cost, PatchingResult
 
 
@@ -23,9 +24,13 @@ class Correlation:
     spearman: float
 
 
-@dataclass(frozen=True)
-class Faithfulness:
-    """Per-kind agreement of ``method`` with ``reference_method``, the paired scores and both costs."""
+@dataclass(frozen=True, repr=False)
+class Faithfulness(ResultMixin):
+    """Per-kind agreement of ``method`` with ``reference_method``, the paired scores and both costs.
+
+    ``values`` is ``[kind, statistic]``: Pearson and Spearman per component kind. A comparison of two
+    methods has no completeness notion: ``delta``, ``relative_error`` and ``converged`` are ``None``.
+    """
 
     method: str
     reference_method: str
@@ -33,6 +38,39 @@ class Faithfulness:
     scores: dict[str, tuple[torch.Tensor, torch.Tensor]]
     cost: Cost
     reference_cost: Cost
+
+    AXES = ("kind", "statistic")
+    STATISTICS: ClassVar[tuple[str, ...]] = ("pearson", "spearman")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """Pearson and Spearman correlation with the reference, one row per kind: [kinds, 2]."""
+        return torch.tensor([[r.pearson, r.spearman] for r in self.rows], dtype=torch.float64).reshape(-1, 2)
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "reference_method": self.reference_method,
+            "components": {r.kind: r.n for r in self.rows},
+            "cost": str(self.cost),
+            "reference_cost": str(self.reference_cost),
+        }
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"kind": [r.kind for r in self.rows], "statistic": self.STATISTICS}
 
     def row(self, kind: str) -> Correlation:
         for r in self.rows:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from ..errors import ConvergenceWarning, InputError, ModelError
+from ..errors import ConvergenceWarning, InputError, ModelError, caller_stacklevel
 from .components import Layout, get_module, layout_for
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -140,7 +140,11 @@ def _check_close(name: str, surrogate: torch.Tensor, value: torch.Tensor) -> Non
 
 
 def norm_surrogate(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """LayerNorm/RMSNorm with the normalising scale held constant (LN rule)."""
+    """LayerNorm/RMSNorm/L2 normalisation with the normalising scale held constant (LN rule)."""
+    if type(module).__name__ == "L2Normalize":
+        dim = int(getattr(module, "dim"))
+        norm = x.norm(p=2, dim=dim, keepdim=True).clamp_min(float(getattr(module, "eps"))).detach()
+        return x / norm
     weight = getattr(module, "weight", None)
     if isinstance(module, torch.nn.LayerNorm):
         dims = tuple(range(-len(module.normalized_shape), 0))
@@ -248,7 +252,8 @@ def _gate_hooks(name: str) -> tuple[Hook, Hook, Hook]:
 
 
 def _is_norm(module: torch.nn.Module) -> bool:
-    return isinstance(module, torch.nn.LayerNorm) or type(module).__name__.endswith("RMSNorm")
+    name = type(module).__name__
+    return isinstance(module, torch.nn.LayerNorm) or name.endswith("RMSNorm") or name == "L2Normalize"
 
 
 @contextmanager
@@ -344,12 +349,15 @@ def conservation(total: torch.Tensor, score: torch.Tensor, valid: torch.Tensor |
 
 
 def warn_unconserved(where: str, items: Sequence[object], *, stacklevel: int = 3) -> None:
-    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL."""
+    """One ConvergenceWarning naming the targets whose relevance misses the score by more than LRP_TOL.
+
+    It points at the first frame outside integrand (the user's call); ``stacklevel`` is ignored.
+    """
     warnings.warn(
         f"{where} {', '.join(map(str, items))}: relevance misses more than {LRP_TOL:g} of the score "
         "(LRP conservation; see .relative_error and params['lrp_conservation'])",
         ConvergenceWarning,
-        stacklevel=stacklevel,
+        stacklevel=caller_stacklevel(),
     )
 
 

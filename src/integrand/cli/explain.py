@@ -20,7 +20,12 @@ def add_parser(sub: Any) -> None:
         default=DEFAULT_MODEL,
         help="'toxicity' (default), 'minilm-sentiment', or a Hugging Face sequence classifier (local dir or hub id)",
     )
-    p.add_argument("--target", default=None, help="label name or index to explain (default: the predicted label)")
+    p.add_argument(
+        "--target",
+        default=None,
+        help="label name or index to explain (default: the most probable label; when a multi-label model "
+        "predicts no label, it is still explained and the output says 'predicted none')",
+    )
     p.add_argument(
         "--method",
         default=METHOD,

@@ -19,7 +19,12 @@ def add_parser(sub: Any) -> None:
 
     f = verbs.add_parser("fit", help="fit a steering vector from preference pairs and save it")
     _model_option(f)
-    f.add_argument("--examples", default="facts", help="built-in set ('facts') or a JSONL file of preference pairs")
+    f.add_argument(
+        "--examples",
+        default="facts",
+        help="built-in set ('facts'; 'sentiment', 'toxicity', 'politeness': the behaviour benchmarks' fit pairs) "
+        "or a JSONL file of preference pairs",
+    )
     f.add_argument(
         "--fit", type=positive_int, default=None, help="use a seeded split: this many pairs to fit, the rest held out"
     )
@@ -30,6 +35,13 @@ def add_parser(sub: Any) -> None:
         default="grains",
         choices=["grains", "mean-diff"],
         help="grains: attribution-guided (mask the most attributed tokens); mean-diff: difference of mean activations",
+    )
+    f.add_argument(
+        "--attribution",
+        default="ig",
+        choices=["ig", "lrp", "input_x_gradient"],
+        help="grains: token attributions that choose the masked tokens: ig (contrastive IG, --steps/--tol), "
+        "lrp (AttnLRP, one pass) or input_x_gradient (one pass) (default ig)",
     )
     f.add_argument(
         "--variant",
@@ -56,6 +68,13 @@ def add_parser(sub: Any) -> None:
     g.add_argument("--layers", type=int, nargs="+", default=None, help="steer only these of the vector's blocks")
     g.add_argument("--max-new-tokens", type=positive_int, default=30, help="greedy tokens per continuation")
     g.add_argument("--chat", action="store_true", help="wrap each prompt in the tokenizer's chat template")
+    g.add_argument(
+        "--judge",
+        default=None,
+        choices=["vader", "toxicity", "politeness"],
+        help="score each continuation offline and print the score unsteered and steered: vader (sentiment, -1..1), "
+        "toxicity (BiLSTM P(toxic)), politeness (lexicon rule, -1..1)",
+    )
     g.set_defaults(handler=run)
 
 
@@ -107,6 +126,7 @@ def _fit(args: argparse.Namespace) -> int:
         layers=args.layers,
         k=args.k,
         method=args.method,
+        attribution=args.attribution,
         variant=args.variant,
         reducer=args.reducer,
         baseline=int_or_name(args.baseline),
@@ -131,10 +151,14 @@ def _fit(args: argparse.Namespace) -> int:
             f"{statistics.median(norms):.1f}, explained share: {shares}"
         )
     if vector.method == "grains" and vector.params.get("median_relative_error") is not None:
+        kind = {"lrp": "LRP conservation", "input_x_gradient": "input x gradient completeness"}.get(
+            str(vector.params.get("attribution")), "contrastive IG completeness"
+        )
         print(
-            f"  contrastive IG completeness: median relative error {vector.params['median_relative_error']:.3g}, "
+            f"  {kind}: median relative error {vector.params['median_relative_error']:.3g}, "
             f"max {vector.params['max_relative_error']:.3g}; {vector.params['n_unconverged']} of "
-            f"{vector.n_examples} pairs did not converge at tol {vector.params['converged_tol']:g}"
+            f"{vector.n_examples} pairs ({vector.params['unconverged_share']:.0%}) did not converge at tol "
+            f"{vector.params['converged_tol']:g}"
         )
     if args.strength is not None:
         if not held:
@@ -163,6 +187,7 @@ def _generate(args: argparse.Namespace) -> int:
     vector = SteeringVector.load(args.vector)
     encoder = Encoder(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    outputs: dict[str, list[str]] = {"unsteered": [], "steered": []}
     for prompt in args.prompts:
         text = prompt
         if args.chat:
@@ -177,6 +202,23 @@ def _generate(args: argparse.Namespace) -> int:
             with vector.apply(model, args.strength, layers=args.layers):
                 steered = model.generate(input_ids=ids, **options)
         print(f"prompt: {prompt}")
-        for label, out in (("unsteered", plain), (f"steered (strength {args.strength:g})", steered)):
-            print(f"  {label}: {tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)}")
+        for key, label, out in (
+            ("unsteered", "unsteered", plain),
+            ("steered", f"steered (strength {args.strength:g})", steered),
+        ):
+            text = tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+            outputs[key].append(text)
+            print(f"  {label}: {text}")
+    if args.judge is not None:
+        from ..steering.judges import judge
+
+        scorer = judge(args.judge)
+        before, after = scorer(outputs["unsteered"]), scorer(outputs["steered"])
+        mean_before, mean_after = sum(before) / len(before), sum(after) / len(after)
+        goal = "higher" if scorer.target > 0 else "lower"
+        print(
+            f"judge {scorer.name} ({scorer.description}; {goal} is the goal): unsteered {mean_before:+.3f} -> "
+            f"steered {mean_after:+.3f} (mean of {len(before)} continuation{'s' if len(before) != 1 else ''}; "
+            f"per prompt: {', '.join(f'{b:+.2f}->{a:+.2f}' for b, a in zip(before, after))})"
+        )
     return 0

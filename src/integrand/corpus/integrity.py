@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import StoreError, StoreWarning
+from ..errors import StoreError, StoreWarning, caller_stacklevel
 from .shards import DOCUMENTS_DIR, TOKENS_DIR, shard_name
 
 SHARDS = "shards"
@@ -178,7 +178,7 @@ def plan_resume(out: Path, manifest: dict[str, Any], chunks: int) -> tuple[list[
                 path.unlink(missing_ok=True)
     manifest[SHARDS] = {str(k): v for k, v in sorted(recorded.items())}
     for problem in problems:
-        warnings.warn(f"{out}: {problem}; recomputing", StoreWarning, stacklevel=3)
+        warnings.warn(f"{out}: {problem}; recomputing", StoreWarning, stacklevel=caller_stacklevel())
     return pending, problems
 
 

@@ -21,23 +21,64 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Sequence
+
+import torch
 
 from ..errors import InputError
+from ..protocol import ResultMixin
 from .labels import f1
 from .store import GROUPINGS, LEVELS, Corpus, Table
 
 REFERENCES = ("predicted", "gold")
 
 
-@dataclass(frozen=True)
-class Screening:
-    """Cues mined per class, and the screen's agreement with each reference on the held-out documents."""
+@dataclass(frozen=True, repr=False)
+class Screening(ResultMixin):
+    """Cues mined per class, and the screen's agreement with each reference on the held-out documents.
+
+    ``values`` is ``[row, metric]``: precision, recall and F1 of each (class, reference) row of
+    ``scores``; a screen has no completeness notion (``delta``, ``relative_error``, ``converged``
+    are ``None``).
+    """
 
     cues: dict[str, tuple[str, ...]]
     scores: Table
     mined: int
     held_out: int
+
+    AXES = ("row", "metric")
+    METRICS: ClassVar[tuple[str, ...]] = ("precision", "recall", "f1")
+
+    @property
+    def values(self) -> torch.Tensor:
+        columns = [self.scores.column(name) for name in self.METRICS]
+        rows = [[float("nan") if v is None else float(v) for v in row] for row in zip(*columns)]
+        return torch.tensor(rows, dtype=torch.float64).reshape(-1, len(self.METRICS))
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def method(self) -> str:
+        return "screen_against_model"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"mined": self.mined, "held_out": self.held_out, "cues": {k: list(v) for k, v in self.cues.items()}}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        rows = [f"{r[0]} vs {r[1]}" for r in self.scores.rows]
+        return {"row": rows, "metric": self.METRICS}
 
 
 def _held(doc_id: str, seed: int, holdout: float) -> bool:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from ..errors import InputError, IntegrandError
+from ..errors import InputError, IntegrandError, caller_stacklevel
 from .labels import NONE, above_threshold, split_labels
 from .sources import Document
 
@@ -151,4 +151,6 @@ def judge_failures(failed: int, total: int, first: str | None, target: str | int
         raise InputError("target", f"{what}{detail}; they are flagged in the store's error column")
     import warnings
 
-    warnings.warn(f"{what}{detail}; they are flagged in the error column", FailedDocumentsWarning, stacklevel=3)
+    warnings.warn(
+        f"{what}{detail}; they are flagged in the error column", FailedDocumentsWarning, stacklevel=caller_stacklevel()
+    )

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError, MissingExtraError
+from ..protocol import ResultMixin
 from .labels import SEPARATOR, check_separator, check_threshold, f1, split_labels
 from .sources import load_documents
 
@@ -61,9 +62,13 @@ class TrainConfig:
         check_threshold(self.threshold)
 
 
-@dataclass(frozen=True)
-class TrainReport:
-    """What training did: labels, split sizes, held-out metrics and time."""
+@dataclass(frozen=True, repr=False)
+class TrainReport(ResultMixin):
+    """What training did: labels, split sizes, held-out metrics and time.
+
+    ``values`` holds the held-out metrics (accuracy, macro-F1, then F1 per label); training has no
+    completeness notion (``delta``, ``relative_error``, ``converged`` are ``None``).
+    """
 
     out: Path
     labels: tuple[str, ...]
@@ -77,7 +82,48 @@ class TrainReport:
     seconds: float
     config: TrainConfig = field(default_factory=TrainConfig)
 
-    def to_json(self) -> dict[str, Any]:
+    AXES = ("metric",)
+
+    @property
+    def values(self) -> torch.Tensor:
+        """``[accuracy, macro_f1, f1 of each label]`` on the held-out rows."""
+        f1s = [self.per_class_f1.get(label, float("nan")) for label in self.labels]
+        return torch.tensor([self.accuracy, self.macro_f1, *f1s], dtype=torch.float64)
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def method(self) -> str:
+        return "train"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {
+            "out": str(self.out),
+            "problem_type": self.problem_type,
+            "labels": list(self.labels),
+            "train_rows": self.train_rows,
+            "eval_rows": self.eval_rows,
+            "dropped_rows": self.dropped_rows,
+            "seconds": self.seconds,
+            **asdict(self.config),
+        }
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"metric": ["accuracy", "macro_f1", *(f"f1[{label}]" for label in self.labels)]}
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON data (written to ``integrand_train.json``)."""
         data = asdict(self)
         data["out"] = str(self.out)
         data["labels"] = list(self.labels)
@@ -319,5 +365,5 @@ def _train(
         seconds=time.perf_counter() - start,
         config=config,
     )
-    (out / REPORT).write_text(json.dumps(report.to_json(), indent=2), encoding="utf-8")
+    (out / REPORT).write_text(json.dumps(report.as_dict(), indent=2), encoding="utf-8")
     return report

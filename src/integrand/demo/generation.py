@@ -21,10 +21,10 @@ def run(out: Path) -> str:
     forced = gx(PROMPT, target=" Paris", tol=TOL)
     contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", tol=TOL)
     parts = []
-    for name, res, foil in (("forced", forced, None), ("contrast", contrast, (" Lyon",))):
+    for name, res in (("forced", forced), ("contrast", contrast)):
         print("   " + res.summary().replace("\n", "\n   "))
         res.save(out / f"generation_{name}.safetensors")
-        attributed = versus(res.target_tokens, foil_tokens(res.params) or foil)
+        attributed = versus(res.target_tokens, foil_tokens(res.params))  # the result records its foil
         parts.append(res.to_html(title=f"{quote_tokens(PROMPT)} -> {attributed}: {res.score}"))
     top = ", ".join(f"{tok!r} ({value:+.2f})" for _, tok, value in forced.top_sources(3))
     rel = forced.relative_error

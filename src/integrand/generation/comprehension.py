@@ -19,7 +19,7 @@ from typing import Any, Iterator, Sequence
 
 import torch
 
-from ..errors import ConvergenceWarning, InputError
+from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..protocol import ResultMixin
 from .explainer import GenerationExplainer
 from .result import GenerationAttribution
@@ -69,8 +69,12 @@ class ComprehensionScore(ResultMixin):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"paraphrase": self.paraphrase, "target": "".join(self.target), "method": self.method,
-                "log_prob": self.log_prob}
+        return {
+            "paraphrase": self.paraphrase,
+            "target": "".join(self.target),
+            "method": self.method,
+            "log_prob": self.log_prob,
+        }
 
     def axis_labels(self) -> dict[str, Sequence[str]]:
         return {"token": self.tokens}
@@ -172,7 +176,7 @@ def comprehension(
     gx = explainer or GenerationExplainer(model, tokenizer)
     baseline = gx.baseline_embedding() if method == "occlusion" else None
     scores = []
-    with _progress(len(paraphrases), progress and len(paraphrases) > 1, method) as advance:
+    with progress_bar(len(paraphrases), progress and len(paraphrases) > 1, f"comprehension ({method})") as advance:
         for text in paraphrases:
             if method == "occlusion":
                 assert baseline is not None
@@ -187,7 +191,7 @@ def comprehension(
             f"{failed} of {len(scores)} paraphrases did not converge (completeness error above "
             f"{COMPLETENESS_RTOL} or max_steps reached); their ranks are unreliable",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=caller_stacklevel(),
         )
     return sorted(scores, key=lambda s: -s.stats[rank_by])
 
@@ -318,8 +322,8 @@ def _occlusion(
 
 
 @contextlib.contextmanager
-def _progress(total: int, enabled: bool, method: str) -> Iterator[Any]:
-    """A rich progress bar over paraphrases (transient); a no-op when disabled or rich is missing."""
+def progress_bar(total: int, enabled: bool, label: str) -> Iterator[Any]:
+    """A transient rich progress bar; yields ``advance()``. A no-op when disabled or rich is missing."""
     if not enabled:
         yield lambda: None
         return
@@ -329,7 +333,7 @@ def _progress(total: int, enabled: bool, method: str) -> Iterator[Any]:
         yield lambda: None
         return
     with Progress(
-        TextColumn(f"comprehension ({method})"),
+        TextColumn(label),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),

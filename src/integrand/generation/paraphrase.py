@@ -17,7 +17,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from ..errors import InputError, ModelError
-from .comprehension import DEFAULT_RANK_BY, ComprehensionScore, comprehension
+from ..protocol import ResultMixin
+from .comprehension import DEFAULT_RANK_BY, ComprehensionScore, comprehension, progress_bar
 from .explainer import GenerationExplainer
 
 METHODS: tuple[str, ...] = ("llm", "rules")
@@ -222,6 +223,7 @@ def paraphrases(
     top_p: float = 0.95,
     max_new_tokens: int = 32,
     rounds: int = 6,
+    progress: bool = True,
 ) -> list[str]:
     """``k`` distinct paraphrases of ``prompt`` (never the prompt itself).
 
@@ -254,6 +256,7 @@ def paraphrases(
         top_p=top_p,
         max_new_tokens=max_new_tokens,
         rounds=rounds,
+        progress=progress,
     )
     if len(found) < k:
         raise ModelError("model", f"only {len(found)} of k={k} sampled paraphrases were usable after {rounds} rounds")
@@ -272,6 +275,7 @@ def llm_paraphrases(
     top_p: float = 0.95,
     max_new_tokens: int = 32,
     rounds: int = 6,
+    progress: bool = True,
 ) -> list[str]:
     """Up to ``k`` distinct cleaned samples of the model's rewording of ``prompt`` (fewer when too few survive)."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -296,24 +300,71 @@ def llm_paraphrases(
     ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
     stop_ids = _stop_ids(tokenizer)
     found: list[str] = []
-    for r in range(rounds):
-        for row in _sample(model, ids, 4 * k, (max_new_tokens, temperature, top_p), seed + r, stop_ids):
-            cleaned = clean(_decode(tokenizer, row, set(stop_ids)), prompt, avoid)
-            if cleaned is not None and cleaned not in found:
-                found.append(cleaned)
-        if len(found) >= k:
-            return found[:k]
+    with progress_bar(rounds, progress, "sampling paraphrases (rounds)") as advance:
+        for r in range(rounds):
+            for row in _sample(model, ids, 4 * k, (max_new_tokens, temperature, top_p), seed + r, stop_ids):
+                cleaned = clean(_decode(tokenizer, row, set(stop_ids)), prompt, avoid)
+                if cleaned is not None and cleaned not in found:
+                    found.append(cleaned)
+            advance()
+            if len(found) >= k:
+                return found[:k]
     return found
 
 
-@dataclass(frozen=True)
-class Choice:
-    """The paraphrase picked by comprehension, and the whole ranking (best first; the original is included)."""
+@dataclass(frozen=True, repr=False)
+class Choice(ResultMixin):
+    """The paraphrase picked by comprehension, and the whole ranking (best first; the original is included).
+
+    ``values`` is the ``rank_by`` statistic of each candidate in ranking order; ``converged`` and
+    ``relative_error`` are the candidates' own (``None`` for methods without an integral), so the
+    choice never claims more than the scores it was made from (``n_unconverged`` counts them).
+    """
 
     prompt: str
     choice: str
     ranking: list[ComprehensionScore]
     rank_by: str
+
+    AXES = ("candidate",)
+
+    @property
+    def values(self) -> torch.Tensor:
+        return torch.tensor([s.stats[self.rank_by] for s in self.ranking], dtype=torch.float64)
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> torch.Tensor | None:
+        errors = [s.relative_error for s in self.ranking]
+        return None if any(e is None for e in errors) else torch.tensor(errors, dtype=torch.float64)
+
+    @property
+    def converged(self) -> torch.Tensor | None:
+        flags = [s.converged for s in self.ranking]
+        return None if any(f is None for f in flags) else torch.tensor(flags, dtype=torch.bool)
+
+    @property
+    def n_unconverged(self) -> int | None:
+        """How many ranked candidates did not converge (``None`` for methods without an integral)."""
+        flags = self.converged
+        return None if flags is None else int((~flags).sum())
+
+    @property
+    def method(self) -> str:
+        return self.ranking[0].method if self.ranking else "comprehension"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"prompt": self.prompt, "choice": self.choice, "rank_by": self.rank_by}
+        if self.n_unconverged is not None:
+            params["n_unconverged"] = self.n_unconverged
+        return params
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"candidate": [s.paraphrase for s in self.ranking]}
 
     def summary(self) -> str:
         rows = [f"{i + 1}. {s.summary()}" for i, s in enumerate(self.ranking)]
@@ -344,7 +395,7 @@ def choose_paraphrase(
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("prompt", "expected a non-empty string")
     if candidates is None:
-        pool = paraphrases(model, tokenizer, prompt, k=k, method=method, seed=seed, avoid=avoid)
+        pool = paraphrases(model, tokenizer, prompt, k=k, method=method, seed=seed, avoid=avoid, progress=progress)
     else:
         if isinstance(candidates, str) or not candidates:
             raise InputError("candidates", "expected a non-empty list of strings")

@@ -52,6 +52,10 @@ class GenerationAttribution(ResultMixin):
 
     AXES = ("target", "source")
 
+    def __post_init__(self) -> None:
+        # params record what was explained whoever built the result: method and score, then the explainer's own.
+        object.__setattr__(self, "params", {"method": self.method, "score": self.score, **dict(self.params)})
+
     @property
     def values(self) -> torch.Tensor:
         """The protocol's name for ``matrix``: [targets, sources]."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 from typing import Any, Callable, overload
+
+import torch
 
 from ..checks import check_model
 from ..errors import InputError
@@ -17,6 +20,7 @@ from .deeplift import deeplift as _deeplift
 from .feature_ablation import feature_ablation as _feature_ablation
 from .gradient_shap import expected_gradients as _expected_gradients
 from .gradient_shap import gradient_shap as _gradient_shap
+from .gradient_support import baseline_setting, target_setting
 from .guided_backprop import deconvnet as _deconvnet
 from .guided_backprop import guided_backprop as _guided_backprop
 from .guided_ig import guided_ig as _guided_ig
@@ -127,23 +131,41 @@ def attribute(
     check_model(model)
     if method in OWN_LAYER:
         check_params(info, params)
-        return info.fn(model, inputs, target, **params)
+        return _checked(info, info.fn(model, inputs, target, **params), target, params)
     check_params(info, params, AT_LAYER_PARAMS)
     if params.get("layer") is not None:
         from .at_layer import attribute_at_layer
 
-        return _checked(info, attribute_at_layer(info, model, inputs, target, **params))
+        return _checked(info, attribute_at_layer(info, model, inputs, target, **params), target, params)
     for name in AT_LAYER_PARAMS:
         if name in params and name != "layer":
             raise InputError(name, "only applies with layer=")
     params.pop("layer", None)
-    return _checked(info, info.fn(model, inputs, target, **params))
+    return _checked(info, info.fn(model, inputs, target, **params), target, params)
 
 
-def _checked(info: MethodInfo, result: Any) -> Attribution:
+IMPLIED_BASELINES: dict[str, str] = {"blur_ig": "blur path (from the most blurred input)", "lrp": "none (relevance)"}
+"""What a method without a ``baseline`` argument explains its score against, for ``params["baseline"]``."""
+
+
+def _checked(info: MethodInfo, result: Any, target: TargetSpec, params: dict[str, Any]) -> Attribution:
+    """The method's result, recording what it explained: method, target and baseline as asked for.
+
+    Settings the method recorded itself win; ``baseline`` is recorded for methods that take one
+    (their default when not given) and for those in :data:`IMPLIED_BASELINES`.
+    """
     if not isinstance(result, Attribution):
         raise InputError("method", f"method {info.name!r} returned {type(result).__name__}, not an Attribution")
-    return result
+    settings: dict[str, Any] = {"method": info.name, "target": target_setting(target)}
+    if isinstance(target, torch.Tensor):
+        settings["target_index"] = target_setting(target)
+    signature = inspect.signature(info.fn).parameters
+    for key in ("baseline", "baselines"):
+        if key in signature:
+            settings["baseline"] = baseline_setting(params.get(key, signature[key].default))
+    if info.name in IMPLIED_BASELINES:
+        settings["baseline"] = IMPLIED_BASELINES[info.name]
+    return dataclasses.replace(result, params={**settings, **result.params})
 
 
 def _with_layer(name: str) -> MethodFn:

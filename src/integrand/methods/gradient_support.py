@@ -36,6 +36,36 @@ class Setup:
         return torch.arange(self.inputs.batch, device=self.inputs.device)
 
 
+def baseline_setting(spec: Any) -> Any:
+    """How a baseline was asked for, as plain data for ``params["baseline"]``: its name ("zeros" for
+    ``None``), the number, ``"tensor"``, ``"callable <name>"``, or a mapping of these per named input."""
+    if spec is None:
+        return "zeros"
+    if isinstance(spec, (str, bool)):
+        return spec
+    if isinstance(spec, (int, float)):
+        return float(spec)
+    if isinstance(spec, torch.Tensor):
+        return "tensor"
+    if isinstance(spec, Mapping):
+        return {str(k): baseline_setting(v) for k, v in spec.items()}
+    if callable(spec):
+        return f"callable {getattr(spec, '__name__', type(spec).__name__)}"
+    return type(spec).__name__
+
+
+def target_setting(spec: TargetSpec) -> Any:
+    """How the target was asked for, as plain data: ``"default"``, the class index, the per-example
+    class indices (a list), or ``"callable <name>"``."""
+    if spec is None:
+        return "default"
+    if isinstance(spec, torch.Tensor):
+        return spec.detach().cpu().reshape(-1).tolist()
+    if callable(spec):
+        return f"callable {getattr(spec, '__name__', type(spec).__name__)}"
+    return spec if isinstance(spec, (int, str)) else repr(spec)
+
+
 def target_name(spec: TargetSpec, resolved: Target) -> str:
     if callable(spec) and not isinstance(spec, torch.Tensor):
         return str(getattr(spec, "__name__", repr(spec)))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -12,13 +14,14 @@ from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_model
 from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..engine import Engine, Probe, chunk_size, probe
-from ..errors import ConvergenceWarning, InputError
+from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..inputs import Inputs, InputSet, as_input_set
 from ..integrate import NOISE_ULPS, adaptive, fixed, judge_fixed
 from ..layers import ALL
 from ..quadrature import MAX_STEPS, make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
+from .gradient_support import baseline_setting, target_setting
 
 DEFAULT_STEPS = 50
 DEFAULT_MAX_STEPS = 4097
@@ -118,7 +121,7 @@ def integrate_path(
                 f"{method}: examples {bad} did not reach tol={tol} within max_steps={max_steps}; "
                 "see result.converged and result.relative_error",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=caller_stacklevel(),
             )
     values = inputs.unflat(flat if multiply_by_inputs else averaged)
     params: dict[str, Any] = {
@@ -150,6 +153,26 @@ def integrate_path(
     )
 
 
+def _records_settings(fn: Callable[..., Attribution]) -> Callable[..., Attribution]:
+    """Record the baseline as asked for (``params["baseline"]``, and ``"input_baseline"`` with layers),
+    per-example target classes (``"target_index"``) and the method in every result of ``fn``, whichever
+    of its paths produced it."""
+
+    @functools.wraps(fn)
+    def recorded(*args: Any, **kwargs: Any) -> Attribution:
+        result = fn(*args, **kwargs)
+        settings: dict[str, Any] = {"method": result.method, "baseline": baseline_setting(kwargs.get("baseline"))}
+        target = kwargs.get("target", args[2] if len(args) > 2 else None)
+        if isinstance(target, torch.Tensor):
+            settings["target_index"] = target_setting(target)
+        if kwargs.get("input_baseline") is not None:
+            settings["input_baseline"] = baseline_setting(kwargs["input_baseline"])
+        return dataclasses.replace(result, params={**settings, **result.params})
+
+    return recorded
+
+
+@_records_settings
 def integrated_gradients(
     model: Callable[..., Any],
     inputs: Inputs,
@@ -172,6 +195,7 @@ def integrated_gradients(
     input_baseline: Any = None,
     reuse: bool = True,
     multiply_by_inputs: bool = True,
+    piecewise_linear: bool | None = None,
 ) -> Attribution:
     """Integrated Gradients of ``target(model(inputs))`` along the straight line from ``baseline``.
 
@@ -185,10 +209,14 @@ def integrated_gradients(
             ``neuron=``) it is in the layer's activation space.
         steps: points of the fixed rule (default 50, at most ``quadrature.MAX_STEPS`` = 100,000);
             excludes ``tol``.
-        rule: "gauss-legendre" (default), "left", "right", "middle" or "trapezoid".
+        rule: "gauss-legendre" (default), "left", "right", "middle" or "trapezoid"; or "exact" for
+            piecewise-linear models (ReLU/max-pool networks): the finite sum over the path's linear
+            pieces (``params["pieces"]``), used by ``tol=`` too when the model qualifies
+            (``params["exact_fallback"]`` says why not). docs/methods.md, "Exact IG".
         tol: error-controlled mode: refine each example until its relative completeness error
             and its per-feature quadrature error estimate are at most ``tol``.
-        max_steps: the most gradient evaluations per example in error-controlled mode.
+        max_steps: the most gradient evaluations per example in error-controlled mode (and the
+            most linear pieces before ``tol=`` leaves exact IG for error control).
         atol: absolute slack added to ``tol * |f(x) - f(baseline)|`` (for examples where it is ~0).
         batch_size: integration points per forward/backward pass.
         memory_budget: bytes for one pass when ``batch_size`` is not given (default: a quarter of
@@ -217,8 +245,15 @@ def integrated_gradients(
         multiply_by_inputs: False returns the path-averaged gradient instead (not multiplied by
             ``x - baseline``, Captum's "local" attribution; needs a fixed rule). ``delta`` and
             ``converged`` still judge the completeness of ``values * (x - baseline)``.
+        piecewise_linear: None (default) detects an ``nn.Sequential`` tree of piecewise-linear
+            modules for ``rule="exact"``/``tol=``; True declares the model so (checked by
+            completeness); False keeps ``tol=`` on error control.
     """
     check_model(model)
+    if piecewise_linear is not None and not isinstance(piecewise_linear, bool):
+        raise InputError("piecewise_linear", f"expected None, True or False, got {piecewise_linear!r}")
+    if rule == "exact" and (steps is not None or layer is not None):
+        raise InputError("rule", "'exact' takes no steps= and applies to input attributions (layer=None)")
     integration: dict[str, Any] = {
         "steps": steps,
         "rule": rule,
@@ -293,4 +328,21 @@ def integrated_gradients(
         raise InputError("layer_side", "only applies with layer=")
     input_set = as_input_set(inputs)
     baselines = make_baselines(input_set, baseline, seed=seed)
-    return integrate_path(model, input_set, baselines, target, forward_kwargs=forward_kwargs, **integration)
+    fallback: dict[str, Any] = {}
+    if rule == "exact" or (tol is not None and multiply_by_inputs and piecewise_linear is not False):
+        from ..exact import MAX_PIECES
+        from .exact_ig import exact_integrated_gradients
+
+        _check_tolerances(steps, tol, max_steps, atol)
+        exact = exact_integrated_gradients(
+            model, input_set, baselines, target, required=rule == "exact", piecewise_linear=piecewise_linear,
+            tol=tol, atol=atol, batch_size=batch_size, memory_budget=memory_budget,
+            forward_kwargs=forward_kwargs, multiply_by_inputs=multiply_by_inputs,
+            max_pieces=MAX_PIECES if rule == "exact" else max_steps,
+        )  # fmt: skip
+        if isinstance(exact, Attribution):
+            return exact
+        fallback["exact_fallback"] = exact
+    return integrate_path(
+        model, input_set, baselines, target, forward_kwargs=forward_kwargs, extra_params=fallback, **integration
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -12,24 +12,55 @@ from ..checks import check_count
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
 from ..methods.perturb import Scorer, flat_baseline
+from ..protocol import ResultMixin
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values
 
 ORDERS = ("signed", "abs")
 
 
-@dataclass(frozen=True)
-class Curve:
+@dataclass(frozen=True, repr=False)
+class Curve(ResultMixin):
     """Scores ``[batch, steps + 1]`` after changing the first ``fractions[j]`` of the ranked features.
 
     ``auc`` is the trapezoid area over ``fractions`` in [0, 1]: low is good for deletion (the
-    score falls fast), high is good for insertion.
+    score falls fast), high is good for insertion. ``values`` is ``scores``; a curve has no
+    completeness notion (``delta``, ``relative_error``, ``converged`` are ``None``).
     """
 
     kind: str
     fractions: torch.Tensor
     scores: torch.Tensor
     auc: torch.Tensor
+
+    AXES = ("example", "step")
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.scores
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def method(self) -> str:
+        return self.kind
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"kind": self.kind, "steps": int(self.fractions.numel()) - 1, "auc": self.auc.tolist()}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"step": [f"{f:.3g}" for f in self.fractions.tolist()]}
 
 
 def _curve(

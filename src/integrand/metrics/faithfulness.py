@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 
@@ -13,23 +13,56 @@ from ..checks import check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
 from ..methods.perturb import Scorer, flat_baseline
+from ..protocol import ResultMixin
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values
 
 MODES = ("binary", "gaussian")
 
 
-@dataclass(frozen=True)
-class Faithfulness:
+@dataclass(frozen=True, repr=False)
+class Faithfulness(ResultMixin):
     """Mean ``|f(x) - f(x')|`` when only the ``k`` most (``top``) or least (``bottom``) important features change.
 
-    A faithful explanation has a large ``top`` gap (PGI) and a small ``bottom`` gap (PGU).
+    A faithful explanation has a large ``top`` gap (PGI) and a small ``bottom`` gap (PGU). ``values`` is
+    ``[example, subset]`` (top, bottom); no completeness notion (``delta``, ``relative_error``,
+    ``converged`` are ``None``).
     """
 
     top: torch.Tensor
     bottom: torch.Tensor
     k: int
     mode: str
+
+    AXES = ("example", "subset")
+    SUBSETS: ClassVar[tuple[str, ...]] = ("top", "bottom")
+
+    @property
+    def values(self) -> torch.Tensor:
+        return torch.stack([self.top, self.bottom], dim=1)
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def method(self) -> str:
+        return "top_k_faithfulness"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"k": self.k, "mode": self.mode}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"subset": self.SUBSETS}
 
 
 def top_k_faithfulness(

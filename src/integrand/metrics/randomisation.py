@@ -16,19 +16,49 @@ from torch import nn
 
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set, call_model
+from ..protocol import ResultMixin
 from ..targets import TargetSpec, resolve_target
 from ._common import MethodSpec, checked, explainer, flat_values, rank_correlation
 
 
-@dataclass(frozen=True)
-class Randomisation:
+@dataclass(frozen=True, repr=False)
+class Randomisation(ResultMixin):
     """``rank_correlation[i, b]``: example ``b``'s attributions after re-initialising ``layers[: i + 1]``
-    versus the trained model's (``abs_rank_correlation``: the same for magnitudes)."""
+    versus the trained model's (``abs_rank_correlation``: the same for magnitudes).
+
+    ``values`` is ``rank_correlation``; a sanity check has no completeness notion (``delta``,
+    ``relative_error``, ``converged`` are ``None``).
+    """
 
     method: str
     layers: tuple[str, ...]
     rank_correlation: torch.Tensor
     abs_rank_correlation: torch.Tensor
+
+    AXES = ("layer", "example")
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.rank_correlation
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"method": self.method, "layers": list(self.layers), "passed": self.passed()}
+
+    def axis_labels(self) -> dict[str, Sequence[str]]:
+        return {"layer": self.layers}
 
     def passed(self, threshold: float = 0.5) -> bool:
         """True when, all listed layers re-initialised, the mean |rank correlation| of magnitudes is < ``threshold``."""

@@ -7,6 +7,8 @@ alone, so IG runs through the library's one path integrator (``integrate_path``)
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import torch
@@ -37,12 +39,18 @@ def _logits(model: Any, embeds: torch.Tensor, mask: torch.Tensor | None, keep: t
 
 
 def sequence_logprobs(
-    model: Any, prompts: Sequence[torch.Tensor], answers: Sequence[torch.Tensor], tails: Sequence[torch.Tensor]
+    model: Any,
+    prompts: Sequence[torch.Tensor],
+    answers: Sequence[torch.Tensor],
+    tails: Sequence[torch.Tensor],
+    *,
+    logits_only: bool = False,
 ) -> torch.Tensor:
     """Summed log-probability of answer ``answers[i]`` (embeddings ``tails[i]``) after prompt ``prompts[i]``.
 
     One forward pass for all rows: sequences are right-padded, so every real token keeps
     the position it would have alone; only answer positions go through the head.
+    ``logits_only``: sum the answer tokens' logits instead (no log-softmax), the score LRP explains.
     """
     lengths = [int(p.shape[0]) + int(a.shape[0]) for p, a in zip(prompts, answers)]
     longest = max(lengths)
@@ -57,7 +65,7 @@ def sequence_logprobs(
     logits = _logits(model, torch.stack(seqs), None if bool(mask.all()) else mask, keep)
     if not bool(torch.isfinite(logits).all()):
         raise ModelError("model", "the model's logits are NaN or Inf")
-    logp = logits.log_softmax(dim=-1)
+    logp = logits if logits_only else logits.log_softmax(dim=-1)
     out = []
     for i, (start, answer) in enumerate(zip(starts, answers)):
         cols = torch.arange(answer.shape[0], device=device) + (start - int(keep[0]))
@@ -66,13 +74,22 @@ def sequence_logprobs(
 
 
 def answer_logprobs(
-    model: Any, prompts: torch.Tensor, answers: Sequence[torch.Tensor], tails: Sequence[torch.Tensor]
+    model: Any,
+    prompts: torch.Tensor,
+    answers: Sequence[torch.Tensor],
+    tails: Sequence[torch.Tensor],
+    *,
+    logits_only: bool = False,
 ) -> torch.Tensor:
     """``[rows, len(answers)]``: each answer's summed log-probability after each row of ``prompts``."""
     rows = list(prompts.unbind(0))
     n = len(rows)
     flat = sequence_logprobs(
-        model, rows * len(answers), [a for a in answers for _ in range(n)], [t for t in tails for _ in range(n)]
+        model,
+        rows * len(answers),
+        [a for a in answers for _ in range(n)],
+        [t for t in tails for _ in range(n)],
+        logits_only=logits_only,
     )
     return flat.reshape(len(answers), n).T
 
@@ -80,18 +97,21 @@ def answer_logprobs(
 class ContrastiveScore:
     """``prompt embeddings [points, P, hidden] -> log P(preferred) - log P(dispreferred)`` per point."""
 
-    def __init__(self, model: Any, embedding: torch.nn.Module, example: Encoded) -> None:
+    def __init__(self, model: Any, embedding: torch.nn.Module, example: Encoded, logits_only: bool = False) -> None:
         self.model = model
         self.embedding = embedding
         self.example = example
-        self.__name__ = "log P(preferred) - log P(dispreferred)"
+        self.logits_only = logits_only
+        self.__name__ = (
+            "logit(preferred) - logit(dispreferred)" if logits_only else "log P(preferred) - log P(dispreferred)"
+        )
 
     def __call__(self, prompts: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             # Answer tokens are constants of the path: no graph through their embedding lookups.
             answers = (self.example.preferred, self.example.dispreferred)
             tails = [self.embedding(a).detach() for a in answers]
-        both = answer_logprobs(self.model, prompts, answers, tails)
+        both = answer_logprobs(self.model, prompts, answers, tails, logits_only=self.logits_only)
         return both[:, 0] - both[:, 1]
 
 
@@ -131,3 +151,53 @@ def contrastive_ig(
         method="contrastive_integrated_gradients",
         extra_params={"fixed": example.fixed, "score": "log P(preferred) - log P(dispreferred)"},
     )
+
+
+@dataclass(frozen=True)
+class TokenScores:
+    """One-pass token attributions of a contrastive score: ``values`` [P, hidden] and their completeness."""
+
+    values: torch.Tensor
+    score: float
+    relative_error: float
+    converged: bool
+
+
+def one_pass_attribution(
+    model: Any, embedding: torch.nn.Module, example: Encoded, method: str, tol: float
+) -> TokenScores:
+    """Contrastive token attributions from one forward and one backward pass.
+
+    ``"lrp"``: AttnLRP relevance (embedding x rewired gradient) of the answer *logit* contrast
+    ``sum logit(preferred) - sum logit(dispreferred)``; it has no baseline, so the relevance of the prompt
+    *and the answer tokens* (inputs of the later answer positions) should sum to the score itself, and
+    ``converged`` is judged at ``circuits.lrp.LRP_TOL``; ``values`` are the prompt's part. ``"input_x_gradient"``:
+    gradient x (input - baseline) of the log-probability contrast, judged like a one-point IG at ``tol``
+    against ``score(input) - score(baseline)``.
+    """
+    from ..circuits.lrp import ATTNLRP, LRP_TOL, lrp_layout, lrp_rules
+
+    lrp = method == "lrp"
+    score_fn = ContrastiveScore(model, embedding, example, logits_only=lrp)
+    answers = (example.preferred, example.dispreferred)
+    with torch.no_grad():
+        tails = [embedding(a).detach().requires_grad_(lrp) for a in answers]
+    x = example.embeds[None].detach().clone().requires_grad_(True)
+    rules = lrp_rules(model, lrp_layout(model), ATTNLRP) if lrp else nullcontext()
+    with rules, torch.enable_grad():
+        both = answer_logprobs(model, x, answers, tails, logits_only=lrp)
+        score = both[:, 0] - both[:, 1]
+        # LRP: the answer tokens are inputs of their later positions' logits, so they take relevance too.
+        grads = torch.autograd.grad(score.sum(), [x, *tails] if lrp else [x])
+    score = score.detach()
+    with torch.no_grad():
+        if lrp:
+            values = grads[0][0] * example.embeds
+            total = float(values.double().sum()) + sum(float((g * t).double().sum()) for g, t in zip(grads[1:], tails))
+            explained = float(score[0])
+        else:
+            values = grads[0][0] * (example.embeds - example.baseline)
+            total = float(values.double().sum())
+            explained = float(score[0]) - float(score_fn(example.baseline[None])[0])
+    error = abs(explained - total) / max(abs(explained), torch.finfo(torch.float64).tiny)
+    return TokenScores(values.detach(), float(score[0]), error, error <= (LRP_TOL if lrp else tol))

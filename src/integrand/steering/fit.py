@@ -21,7 +21,7 @@ from ..convergence import DEFAULT_TOL, summarize
 from ..errors import ConvergenceWarning, InputError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
 from ..progress import bar as progress_bar
-from .contrastive import DEFAULT_STEPS, contrastive_ig
+from .contrastive import DEFAULT_STEPS, contrastive_ig, one_pass_attribution
 from .examples import BaselineSpec, Encoded, Encoder
 from .hooks import capture, check_layers
 from .vector import SteeringVector
@@ -29,6 +29,7 @@ from .vector import SteeringVector
 METHODS = ("grains", "mean-diff")
 VARIANTS = ("both", "positive", "negative")
 REDUCERS = ("pca", "mean")
+ATTRIBUTIONS = ("ig", "lrp", "input_x_gradient")
 
 
 def _choice(value: Any, allowed: tuple[str, ...], argument: str) -> str:
@@ -80,17 +81,41 @@ def _last_hidden(
     return out
 
 
-def _grains_shifts(
-    model: Any, encoder: Encoder, example: Encoded, layers: Sequence[int], k: int, ig: dict[str, Any]
-) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, Any]]:
+def _token_scores(
+    model: Any, encoder: Encoder, example: Encoded, attribution: str, ig: dict[str, Any]
+) -> tuple[torch.Tensor, float, float | None, bool]:
+    """(token attributions [P], contrastive score, relative completeness error, converged)."""
+    if attribution != "ig":
+        tol = DEFAULT_TOL if ig["tol"] is None else ig["tol"]
+        one = one_pass_attribution(model, encoder.embedding, example, attribution, tol)
+        return one.values.sum(dim=-1), one.score, one.relative_error, one.converged
     with warnings.catch_warnings():
         # One example per call: fit() counts and names the unconverged examples itself.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        attribution = contrastive_ig(model, encoder.embedding, example, **ig)
-    assert isinstance(attribution.values, torch.Tensor)
+        result = contrastive_ig(model, encoder.embedding, example, **ig)
+    assert isinstance(result.values, torch.Tensor)
+    rel = result.relative_error
+    return (
+        result.values[0].sum(dim=-1),
+        float(result.score_input[0]),
+        None if rel is None else float(rel[0]),
+        bool(result.converged[0]),
+    )
+
+
+def _grains_shifts(
+    model: Any,
+    encoder: Encoder,
+    example: Encoded,
+    layers: Sequence[int],
+    k: int,
+    attribution: str,
+    ig: dict[str, Any],
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, Any]]:
+    token_scores, score, rel, converged = _token_scores(model, encoder, example, attribution, ig)
     # The read-out (last) position is never masked: masking it replaces the read-out token itself, and the
     # shift then measures token identity (on SmolLM2 the mask token's massive activation swamped every shift).
-    scores = attribution.values[0].sum(dim=-1)[example.fixed : -1]
+    scores = token_scores[example.fixed : -1]
     top_pos = scores.topk(k).indices + example.fixed
     top_neg = (-scores).topk(k).indices + example.fixed
     masked = example.embeds[None].repeat(3, 1, 1)
@@ -98,15 +123,14 @@ def _grains_shifts(
     masked[2, top_neg] = example.baseline[top_neg]
     n = example.embeds.shape[0]
     hidden = _last_hidden(model, layers, masked, [n, n, n])
-    rel = attribution.relative_error
     info = {
         "positive_positions": top_pos.tolist(),
         "negative_positions": top_neg.tolist(),
         "positive_tokens": [example.tokens[i] for i in top_pos.tolist()],
         "negative_tokens": [example.tokens[i] for i in top_neg.tolist()],
-        "score": float(attribution.score_input[0]),
-        "relative_error": None if rel is None else float(rel[0]),
-        "converged": bool(attribution.converged[0]),
+        "score": score,
+        "relative_error": rel,
+        "converged": converged,
     }
     positive = {layer: h[0] - h[1] for layer, h in hidden.items()}
     negative = {layer: h[0] - h[2] for layer, h in hidden.items()}
@@ -131,6 +155,7 @@ def fit(
     layers: int | Sequence[int],
     k: int = 3,
     method: str = "grains",
+    attribution: str = "ig",
     variant: str = "both",
     reducer: str | None = None,
     baseline: BaselineSpec = "pad",
@@ -155,6 +180,10 @@ def fit(
         k: prompt tokens masked on each side (GrAInS); at most the prompt length less its fixed
             positions and its last (read-out) position.
         method: "grains" or "mean-diff" (contrastive activation addition).
+        attribution: GrAInS's token attributions for the top-k choice: "ig" (contrastive IG, see
+            ``steps``/``tol``), "lrp" (AttnLRP of the answer-logit contrast, one forward and backward
+            pass, conservation judged at ``circuits.lrp.LRP_TOL``) or "input_x_gradient" (one pass,
+            judged like a one-point IG at ``tol``).
         variant: "both" (``v+ - v-``), "positive" (``v+``) or "negative" (``-v-``); GrAInS only.
         reducer: "pca" (default for GrAInS) or "mean" (default for mean-diff).
         baseline: the masking token and IG baseline of text prompts: "pad" (falls back to unk,
@@ -169,6 +198,7 @@ def fit(
     a ``ConvergenceWarning`` names the pairs when more than ``UNCONVERGED_WARN_SHARE`` missed it.
     """
     method = _choice(method, METHODS, "method")
+    attribution = _choice(attribution, ATTRIBUTIONS, "attribution")
     variant = _choice(variant, VARIANTS, "variant")
     default_reducer = "pca" if method == "grains" else "mean"
     reducer = _choice(default_reducer if reducer is None else reducer, REDUCERS, "reducer")
@@ -199,7 +229,7 @@ def fit(
     with progress_bar(f"steering fit ({method}): pairs", len(encoded), progress) as bar:
         for example in encoded:
             if method == "grains":
-                pos, neg, info = _grains_shifts(model, encoder, example, chosen, k, ig)
+                pos, neg, info = _grains_shifts(model, encoder, example, chosen, k, attribution, ig)
                 infos.append(info)
                 for layer in chosen:
                     positive[layer].append(pos[layer])
@@ -230,14 +260,18 @@ def fit(
         summary = summarize(
             [i["converged"] for i in infos], "preference pairs", "steering fit", names=range(len(infos)), stacklevel=3
         )
+        from ..circuits.lrp import LRP_TOL
+
+        ig_run = attribution == "ig"
         params.update(
-            converged_tol=DEFAULT_TOL if tol is None else tol,
+            attribution=attribution,
+            converged_tol=LRP_TOL if attribution == "lrp" else DEFAULT_TOL if tol is None else tol,
             n_unconverged=summary.n_unconverged,
             unconverged_share=summary.unconverged_share,
             unconverged_examples=[j for j, i in enumerate(infos) if not i["converged"]],
-            steps=(DEFAULT_STEPS if steps is None else steps) if tol is None else None,
-            rule=rule if tol is None else "adaptive-simpson",
-            tol=tol,
+            steps=(DEFAULT_STEPS if steps is None else steps) if tol is None and ig_run else None,
+            rule=(rule if tol is None else "adaptive-simpson") if ig_run else None,
+            tol=tol if attribution != "lrp" else None,
             median_relative_error=statistics.median(errors) if errors else None,
             max_relative_error=max(errors) if errors else None,
             examples=infos,

@@ -20,7 +20,7 @@ from torch import nn
 from ..circuits.lrp import warn_unconserved
 from ..convergence import warn_unconverged
 from ..defaults import canonical_baseline
-from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError
+from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError, caller_stacklevel
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
 from ..progress import bar as progress_bar
 from .batching import length_groups, pad_batch
@@ -144,7 +144,7 @@ class TextExplainer:
                     f"text {i} is longer than the model's maximum of {len(enc)} tokens and was truncated; "
                     "the result has truncated=True",
                     TruncationWarning,
-                    stacklevel=3,
+                    stacklevel=caller_stacklevel(),
                 )
             encodings.append(enc)
         return encodings

@@ -62,6 +62,18 @@ def polar_words(path: Path | None = None, min_valence: float = MIN_VALENCE) -> t
     return words, labels
 
 
+class L2Normalize(nn.Module):
+    """``x / max(||x||, eps)`` along ``dim`` as a module, so attribution rules can hold its scale constant."""
+
+    def __init__(self, dim: int = -1, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.normalize(x, p=2, dim=self.dim, eps=self.eps)
+
+
 class MiniLMSentiment(nn.Module):
     """BERT encoder -> masked mean pooling -> L2 normalisation -> linear head: logits [batch, 2]."""
 
@@ -73,6 +85,7 @@ class MiniLMSentiment(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.head = head
+        self.normalize = L2Normalize(dim=-1)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder.get_input_embeddings()  # type: ignore[operator, no-any-return]
@@ -84,7 +97,8 @@ class MiniLMSentiment(nn.Module):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp_min(1e-9)
-        return F.normalize(pooled, p=2, dim=-1)
+        normalised: torch.Tensor = self.normalize(pooled)
+        return normalised
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         logits: torch.Tensor = self.head(self.embed(input_ids, attention_mask))

@@ -54,6 +54,11 @@ class TokenAttribution(ResultMixin):
 
     AXES = ("token",)
 
+    def __post_init__(self) -> None:
+        # params record what was explained whoever built the result: method, target, score and baseline first.
+        recorded = {"method": self.method, "target": self.target, "score": self.score, "baseline": self.baseline}
+        object.__setattr__(self, "params", {**recorded, **dict(self.params)})
+
     @property
     def values(self) -> torch.Tensor:
         """The protocol's name for ``scores``: one value per token."""
@@ -75,10 +80,14 @@ class TokenAttribution(ResultMixin):
 
     @property
     def predicted_labels(self) -> tuple[str, ...]:
-        """Multi-label models: every label with probability >= 0.5 (maybe none); otherwise the predicted label."""
+        """Single-label models: the predicted label. Multi-label models: the one multi-label policy
+        (:func:`integrand.text.toxicity.predicted_labels`): every label with probability >= 0.5 in label
+        order, or ``("none",)`` when no label passes."""
         if not self.multi_label:
             return (self.predicted,)
-        return tuple(lab for lab, p in zip(self.labels, self.probabilities.tolist()) if p >= 0.5)
+        from .toxicity import predicted_labels
+
+        return tuple(predicted_labels(self.probabilities, labels=self.labels))
 
     @property
     def relative_error(self) -> float:

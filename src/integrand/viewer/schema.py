@@ -118,7 +118,10 @@ class ResultList(BaseModel):
 
 class ResultDetail(BaseModel):
     summary: ResultSummary
-    params: dict[str, str]
+    params: dict[str, str] = Field(
+        description="what was explained and how (method, target, baseline, integration settings), in the result's "
+        "order; each value as text (JSON for numbers, lists and mappings); the page shows them as a table"
+    )
     examples: list[ExampleViewOut]
 
 

@@ -73,12 +73,22 @@ function dataTable(id, columns, rows, rowProps) {
   return { table, shown: shown.map((c) => c.title) };
 }
 
-function manifestTable(manifest) {
-  const table = el("table", { id: "manifest", className: "manifest" }, [el("tr", {}, [el("th", { text: "manifest" }), el("th", { text: "value" })])]);
-  for (const [k, v] of naturalSort(Object.entries(manifest), (e) => e[0])) {
-    table.appendChild(el("tr", {}, [el("td", { text: k }), el("td", { className: "value", text: String(v) })]));
+// A two-column table of names and values (a corpus manifest, a result's parameters); text only.
+function keyValueTable(id, title, entries) {
+  const table = el("table", { id, className: "manifest" }, [el("tr", {}, [el("th", { text: title }), el("th", { text: "value" })])]);
+  for (const [k, v] of entries) {
+    table.appendChild(el("tr", {}, [el("td", { className: "key", text: k }), el("td", { className: "value", text: String(v) })]));
   }
   return table;
+}
+
+function manifestTable(manifest) {
+  return keyValueTable("manifest", "manifest", naturalSort(Object.entries(manifest), (e) => e[0]));
+}
+
+function paramsTable(params) {
+  // In the result's own order: what was explained (method, target, baseline) comes first.
+  return keyValueTable("params", "parameter", Object.entries(params));
 }
 
 function pngSrc(b64) {
@@ -220,8 +230,7 @@ async function showResult(path, generation) {
   const s = data.summary;
   detail.appendChild(el("h2", { text: s.title || s.path }));
   detail.appendChild(el("div", { className: "muted", text: `${s.path} · ${s.method} · ${s.kind} · ${s.examples.length} of ${s.total_examples} examples shown` }));
-  const params = Object.entries(data.params).map(([k, v]) => `${k}=${v}`).join("  ");
-  detail.appendChild(el("div", { className: "muted", text: params }));
+  if (Object.keys(data.params).length) detail.appendChild(paramsTable(data.params));
   for (const ex of data.examples) {
     const card = el("div", { className: "card", "data-example": ex.info.index }, [infoLine(ex.info)]);
     for (const p of ex.panels) {
