@@ -18,6 +18,7 @@ from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..inputs import Inputs, InputSet, as_input_set
 from ..integrate import NOISE_ULPS, adaptive, fixed, judge_fixed
 from ..layers import ALL
+from ..progress import bar as progress_bar
 from ..quadrature import MAX_STEPS, make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
@@ -92,7 +93,8 @@ def integrate_path(
     quadrature_error: torch.Tensor | None = None
     if rule_obj is not None:
         # The weighted gradients, multiplied by (input - baseline) once at the end.
-        averaged = fixed(engine.along(baselines, None), inputs.batch, rule_obj, chunk, inputs.device)[:, 0]
+        with progress_bar(f"{method}: points", inputs.batch * rule_obj.steps) as bar:
+            averaged = fixed(engine.along(baselines, None), inputs.batch, rule_obj, chunk, inputs.device, bar)[:, 0]
         flat = averaged * diff
         step_count = torch.full((inputs.batch,), rule_obj.steps)
         magnitude = score_input.abs() + score_baseline.abs() + flat.abs().sum(dim=1)
@@ -103,15 +105,17 @@ def integrate_path(
         rule_name = rule
     else:
         assert tol is not None
-        outcome = adaptive(
-            engine.along(baselines, diff),
-            total[:, None],
-            tol=float(tol),
-            atol=float(atol),
-            max_steps=max_steps,
-            chunk=chunk,
-            unit="examples",
-        )
+        with progress_bar(f"{method} to tol {tol:g}: points", None) as bar:
+            outcome = adaptive(
+                engine.along(baselines, diff),
+                total[:, None],
+                tol=float(tol),
+                atol=float(atol),
+                max_steps=max_steps,
+                chunk=chunk,
+                bar=bar,
+                unit="examples",
+            )
         flat = averaged = outcome.values[:, 0]
         step_count, converged = outcome.steps, outcome.converged[:, 0]
         quadrature_error, rule_name = outcome.quadrature_error[:, 0], outcome.rule()
