@@ -68,6 +68,13 @@ def _attr(method: str = "integrated_gradients", model: Any = None, **kw: Any) ->
     return lambda: integrand.attribute(_model() if model is None else model, _x(), 0, method=method, **kw)
 
 
+def _patch(component: str) -> Callable[[], Any]:
+    from integrand.circuits import logit_diff, patching
+    from tests.reference.circuit_models import tiny_gpt2, token_pairs
+
+    return lambda: patching(tiny_gpt2(), *token_pairs(), logit_diff([3], [6]), components=[component])
+
+
 CASES: dict[str, tuple[Callable[[], Any], type[IntegrandError], str, str]] = {
     # misspelt or misplaced method parameters
     "misspelt_steps": (_attr(stepz=10), InputError, "stepz", "did you mean 'steps'"),
@@ -82,6 +89,20 @@ CASES: dict[str, tuple[Callable[[], Any], type[IntegrandError], str, str]] = {
     ),
     "layer_side_without_layer": (_attr("saliency", layer_side="input"), InputError, "layer_side", "layer="),
     "reuse_without_layer": (_attr("occlusion", reuse=False), InputError, "reuse", "layer="),
+    "misspelt_steps_direct_ig": (_ig(stepz=3), InputError, "stepz", "did you mean 'steps'"),
+    "misspelt_tol_direct_layer_ig": (_ig(layer="1", tl=1e-2), InputError, "tl", "did you mean 'tol'"),
+    "misspelt_rules_direct_lrp": (
+        lambda: integrand.methods.lrp(_model(), _x(), 0, ruls=None),
+        InputError,
+        "ruls",
+        "did you mean 'rules'",
+    ),
+    "misspelt_samples_direct_smoothgrad": (
+        lambda: integrand.smoothgrad(_model(), _x(), 0, sample=2),
+        InputError,
+        "sample",
+        "did you mean 'samples'",
+    ),
     "method_none": (_attr(None), InputError, "method", "method name"),  # type: ignore[arg-type]
     "method_int": (_attr(3), InputError, "method", "method name"),  # type: ignore[arg-type]
     # the model itself
@@ -197,6 +218,9 @@ CASES: dict[str, tuple[Callable[[], Any], type[IntegrandError], str, str]] = {
         "inputs",
         "float64",
     ),
+    # circuit component names: layer numbers are ASCII digits ('²'.isdigit() is True but int('²') fails)
+    "component_superscript_layer": (_patch("mlp.²"), InputError, "components", "unknown component 'mlp.²'"),
+    "component_arabic_indic_layer": (_patch("head.0.\u0661"), InputError, "components", "unknown component"),
     # bounded work
     "steps_above_bound": (_ig(steps=MAX_STEPS + 1), InputError, "steps", "at most"),
     "steps_million": (_ig(steps=10**6), InputError, "steps", "at most"),

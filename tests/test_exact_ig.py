@@ -128,22 +128,23 @@ def test_midpoint_rule_converges_to_exact() -> None:
     assert errors[1] <= 1e-4 and errors[1] <= errors[0] / 4  # first order at kinks: 16x the points, ~1/16 the error
 
 
-def test_tol_selects_exact_and_falls_back_with_a_reason() -> None:
+def test_tol_uses_exact_when_declared_and_falls_back_with_a_reason() -> None:
     x = torch.randn(4, 1, 6, 6, dtype=D)
-    res = integrand.integrated_gradients(relu_cnn(), x, 2, tol=1e-3)
+    res = integrand.integrated_gradients(relu_cnn(), x, 2, tol=1e-3, piecewise_linear=True)
     assert res.params["rule"] == "exact" and "exact_fallback" not in res.params
     assert bool(res.converged.all()) and float(res.relative_error.max()) <= 1e-12
+    default = integrand.integrated_gradients(relu_cnn(), x, 2, tol=1e-3)  # opt-in: error control by default
+    assert default.params["rule"] != "exact" and "exact_fallback" not in default.params
     gelu = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(32, 3)).to(D)
-    res = integrand.integrated_gradients(gelu, x, 2, tol=1e-3)
-    assert res.params["rule"] == "clenshaw-curtis"  # smooth: the integrator's first phase converged
-    assert res.params["exact_fallback"] == "module '1' (GELU) is not piecewise linear"
+    with pytest.raises(InputError, match="GELU"):
+        integrand.integrated_gradients(gelu, x, 2, rule="exact")
     off = integrand.integrated_gradients(relu_cnn(), x, 2, tol=1e-3, piecewise_linear=False)
-    assert off.params["rule"] == "clenshaw-curtis+bisection" and "exact_fallback" not in off.params
+    assert off.params["rule"] == BISECTION and "exact_fallback" not in off.params
 
 
 def test_too_many_pieces_falls_back_under_tol_and_raises_under_exact() -> None:
     model, x = relu_cnn(), torch.randn(2, 1, 6, 6, dtype=D)
-    res = integrand.integrated_gradients(model, x, 0, tol=1e-2, max_steps=5)
+    res = integrand.integrated_gradients(model, x, 0, tol=1e-2, max_steps=5, piecewise_linear=True)
     assert "more than 5 linear pieces" in res.params["exact_fallback"]
     inputs = as_input_set(x)
     with pytest.raises(ModelError, match="linear pieces"):

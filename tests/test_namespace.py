@@ -165,3 +165,55 @@ def test_a_method_returning_no_attribution_is_named() -> None:
             integrand.attribute(_mlp(), torch.randn(1, 4, dtype=F64), 0, method="broken_method")
     finally:
         integrand.methods.unregister_method("broken_method")
+
+
+def _result_types() -> dict[str, type]:
+    import pkgutil
+
+    from integrand.errors import MissingExtraError
+    from integrand.protocol import ResultMixin
+
+    for info in pkgutil.walk_packages(integrand.__path__, "integrand."):
+        try:
+            importlib.import_module(info.name)
+        except (ImportError, MissingExtraError):  # an optional extra that is not installed
+            continue
+    found: dict[str, type] = {}
+    stack = list(ResultMixin.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.__module__.startswith("integrand."):
+            found[f"{cls.__module__}:{cls.__qualname__}"] = cls
+    return found
+
+
+def test_every_result_type_is_storable_and_walked_by_the_protocol_test() -> None:
+    from integrand.protocol import LOADERS, STORABLE, _format
+
+    from .test_result_protocol import BUILDERS
+
+    types_ = _result_types()
+    assert len(types_) >= 20
+    assert set(types_) <= STORABLE, sorted(set(types_) - STORABLE)
+    walked = {name.split("[")[0].split(".")[-1] for name in BUILDERS}
+    assert {cls.__name__ for cls in types_.values()} <= walked, sorted({c.__name__ for c in types_.values()} - walked)
+    for name, cls in types_.items():
+        assert LOADERS[_format(cls)] == name  # one file format per type, even where class names repeat
+
+
+@pytest.mark.filterwarnings("ignore::integrand.ConvergenceWarning")
+@pytest.mark.parametrize("name", [n for n in integrand.methods.BUILT_IN if n not in _NOT_AT_LAYER])
+def test_every_method_records_what_it_explained(name: str) -> None:
+    model, x = _mlp(), torch.randn(3, 4, dtype=F64)
+    given = _LAYER_OPTIONS.get(name, {})
+    options = {k: torch.zeros(3, 4, dtype=F64) if k == "baselines" else v for k, v in given.items()}
+    result = getattr(integrand.methods, name)(model, x, torch.tensor([0, 1, 0]), **options)
+    assert result.params["method"] == name and result.params["target_index"] == [0, 1, 0]
+    signature = inspect.signature(integrand.methods.REGISTRY.get(name).fn)
+    takes_baseline = {"baseline", "baselines"} & set(signature.parameters)
+    assert ("baseline" in result.params) == bool(takes_baseline), result.params
+    if "baselines" in takes_baseline:
+        assert result.params["baseline"] == "tensor"
+    elif takes_baseline:
+        assert result.params["baseline"] == "zeros"

@@ -185,7 +185,7 @@ def _expand(entry: object, layout: Layout, positions: Sequence[int]) -> list[Com
         raise InputError("components", f"expected component names (str), got {type(entry).__name__}")
     parts = entry.split(".")
     kind = parts[0]
-    if kind not in KINDS or len(parts) > 3 or not all(p.isdigit() for p in parts[1:]):
+    if kind not in KINDS or len(parts) > 3 or not all(p.isascii() and p.isdigit() for p in parts[1:]):
         raise InputError(
             "components",
             f"unknown component {entry!r}; expected 'kind', 'kind.layer' or 'kind.layer.index' with kind in {KINDS}",

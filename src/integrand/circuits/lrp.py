@@ -142,9 +142,10 @@ def _check_close(name: str, surrogate: torch.Tensor, value: torch.Tensor) -> Non
 def norm_surrogate(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
     """LayerNorm/RMSNorm/L2 normalisation with the normalising scale held constant (LN rule)."""
     if type(module).__name__ == "L2Normalize":
-        dim = int(getattr(module, "dim"))
-        norm = x.norm(p=2, dim=dim, keepdim=True).clamp_min(float(getattr(module, "eps"))).detach()
-        return x / norm
+        dim, floor = int(module.dim), float(module.eps)  # type: ignore[arg-type]
+        norm = x.norm(p=2, dim=dim, keepdim=True).clamp_min(floor).detach()
+        scaled: torch.Tensor = x / norm
+        return scaled
     weight = getattr(module, "weight", None)
     if isinstance(module, torch.nn.LayerNorm):
         dims = tuple(range(-len(module.normalized_shape), 0))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, overload
+from typing import Any, Callable, TypeVar, cast, overload
 
 import torch
 
@@ -26,10 +26,10 @@ from .guided_backprop import guided_backprop as _guided_backprop
 from .guided_ig import guided_ig as _guided_ig
 from .idgi import idgi as _idgi
 from .input_x_gradient import input_x_gradient as _input_x_gradient
-from .integrated_gradients import integrated_gradients
+from .integrated_gradients import integrated_gradients as _integrated_gradients
 from .kernel_shap import kernel_shap as _kernel_shap
 from .lime import lime as _lime
-from .lrp import lrp
+from .lrp import lrp as _lrp
 from .noise_tunnel import smoothgrad as _smoothgrad
 from .noise_tunnel import smoothgrad_sq as _smoothgrad_sq
 from .noise_tunnel import vargrad as _vargrad
@@ -46,7 +46,7 @@ OWN_LAYER = ("integrated_gradients", "lrp")
 
 def _build_registry() -> Registry:
     registry = Registry()
-    registry.register("integrated_gradients", integrated_gradients)
+    registry.register("integrated_gradients", _integrated_gradients)
     registry.register("occlusion", _occlusion)
     registry.register("feature_ablation", _feature_ablation)
     registry.register("lime", _lime)
@@ -65,7 +65,7 @@ def _build_registry() -> Registry:
     registry.register("guided_ig", _guided_ig)
     registry.register("blur_ig", _blur_ig)
     registry.register("idgi", _idgi)
-    registry.register("lrp", lrp)
+    registry.register("lrp", _lrp)
     return registry
 
 
@@ -196,7 +196,25 @@ _LAYER_DOC = """
 """
 
 
+_F = TypeVar("_F", bound=Callable[..., Attribution])
+
+
+def _keywords_checked(fn: _F) -> _F:
+    """``fn`` (a method that takes ``layer=`` itself) with its keywords checked like :func:`attribute`'s: an
+    unknown keyword is an ``InputError`` naming it, with a close match suggested, not Python's TypeError."""
+    info = REGISTRY.get(fn.__name__)
+
+    @functools.wraps(fn)
+    def method(model: Callable[..., Any], inputs: Inputs, target: TargetSpec = None, **params: Any) -> Attribution:
+        check_params(info, params)
+        return fn(model, inputs, target, **params)
+
+    return cast(_F, method)
+
+
 # The public method functions: each takes ``layer=`` like :func:`attribute` (integrated_gradients does natively).
+integrated_gradients = _keywords_checked(_integrated_gradients)
+lrp = _keywords_checked(_lrp)
 blur_ig = _with_layer("blur_ig")
 c_lime = _with_layer("c_lime")
 deconvnet = _with_layer("deconvnet")

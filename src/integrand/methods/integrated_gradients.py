@@ -215,7 +215,7 @@ def integrated_gradients(
             excludes ``tol``.
         rule: "gauss-legendre" (default), "left", "right", "middle" or "trapezoid"; or "exact" for
             piecewise-linear models (ReLU/max-pool networks): the finite sum over the path's linear
-            pieces (``params["pieces"]``), used by ``tol=`` too when the model qualifies
+            pieces (``params["pieces"]``); with ``tol=`` and ``piecewise_linear=True`` too
             (``params["exact_fallback"]`` says why not). docs/methods.md, "Exact IG".
         tol: error-controlled mode: refine each example until its relative completeness error
             and its per-feature quadrature error estimate are at most ``tol``.
@@ -249,9 +249,9 @@ def integrated_gradients(
         multiply_by_inputs: False returns the path-averaged gradient instead (not multiplied by
             ``x - baseline``, Captum's "local" attribution; needs a fixed rule). ``delta`` and
             ``converged`` still judge the completeness of ``values * (x - baseline)``.
-        piecewise_linear: None (default) detects an ``nn.Sequential`` tree of piecewise-linear
-            modules for ``rule="exact"``/``tol=``; True declares the model so (checked by
-            completeness); False keeps ``tol=`` on error control.
+        piecewise_linear: None (default): ``rule="exact"`` detects an ``nn.Sequential`` tree of
+            piecewise-linear modules and ``tol=`` uses error control; True declares the model so
+            (checked by completeness) and makes ``tol=`` use the exact sum; False never uses it.
     """
     check_model(model)
     if piecewise_linear is not None and not isinstance(piecewise_linear, bool):
@@ -333,7 +333,9 @@ def integrated_gradients(
     input_set = as_input_set(inputs)
     baselines = make_baselines(input_set, baseline, seed=seed)
     fallback: dict[str, Any] = {}
-    if rule == "exact" or (tol is not None and multiply_by_inputs and piecewise_linear is not False):
+    # Under tol= the exact sum is opt-in: on wide ReLU nets it crosses hundreds of breakpoints and
+    # costs more than error control (docs/methods.md, "Exact IG"), so it runs only when declared.
+    if rule == "exact" or (tol is not None and multiply_by_inputs and piecewise_linear is True):
         from ..exact import MAX_PIECES
         from .exact_ig import exact_integrated_gradients
 
