@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from integrand import ConvergenceWarning
+from integrand import integrate as integrate_module
 from integrand.generation import GenerationExplainer
-from integrand.generation import spectral as spectral_module
 
 from .reference.generation_oracle import tiny_gpt2, tiny_lm, word_tokenizer
 
@@ -50,7 +50,7 @@ def test_the_spectral_estimate_is_not_optimistic(lm: tuple[Any, Any], monkeypatc
     gx = GenerationExplainer(model, tok)
     exact = gx(PROMPT, target=TARGET, steps=128)
     for levels in [(2, 4), (2, 4, 8), (2, 4, 8, 16), (2, 4, 8, 16, 32)]:
-        monkeypatch.setattr(spectral_module, "LEVELS", levels)
+        monkeypatch.setattr(integrate_module, "LEVELS", levels)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             res = gx(PROMPT, target=TARGET, tol=1e-14, max_steps=levels[-1] + 1)
@@ -72,7 +72,7 @@ def test_rows_that_stop_converging_spectrally_finish_by_bisection(
     gx = GenerationExplainer(model, tok)
     exact = gx(PROMPT, target=TARGET, steps=128)
     # A shrink factor no estimate can meet sends every row to bisection after the 5-node level.
-    monkeypatch.setattr(spectral_module, "SHRINK", 0.0)
+    monkeypatch.setattr(integrate_module, "SHRINK", 0.0)
     res = gx(PROMPT, target=TARGET, tol=1e-6)
     assert bool(res.converged.all())
     # 5 Clenshaw-Curtis nodes, 2 quarter points, then 4 per bisection.
@@ -114,12 +114,10 @@ def test_paths_with_jumps_meet_the_tolerance(tol: float) -> None:
 
 def test_bisection_learns_the_order_of_smooth_paths(lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Observed order > 1 on smooth paths: fewer points than assuming first order, and still within ``tol``."""
-    from integrand.generation import integrate as integrate_module
-
     model, tok = lm
     gx = GenerationExplainer(model, tok)
     exact = gx(PROMPT, target=TARGET, steps=128)
-    monkeypatch.setattr(spectral_module, "SHRINK", 0.0)  # straight to bisection
+    monkeypatch.setattr(integrate_module, "SHRINK", 0.0)  # straight to bisection
     learned = gx(PROMPT, target=TARGET, tol=1e-5, max_steps=4097)
     monkeypatch.setattr(integrate_module, "MAX_ORDER", 1.0)
     first_order = gx(PROMPT, target=TARGET, tol=1e-5, max_steps=4097)

@@ -1,8 +1,9 @@
 """The single weighted-gradient loop every gradient method runs on.
 
 ``Engine.gradients`` evaluates the target score and its gradient w.r.t. the inputs at a block
-of points, one chunk of ``chunk`` points per forward/backward. Callers reduce each chunk
-as it arrives (weighted sums, interval estimates), so gradients for all points never need
+of points, one chunk of ``chunk`` points per forward/backward. ``Engine.along`` presents the
+straight-line paths in the evaluation protocol of ``integrate`` (points in, contributions and
+scores out), which reduces each chunk as it arrives, so gradients for all points never need
 to live in memory at once.
 """
 
@@ -10,13 +11,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, TypeVar
+from typing import Any, Callable, Mapping, TypeVar
 
 import torch
 
 from .checks import check_call
 from .errors import InputError, ModelError
 from .inputs import InputSet, call_model, gather_kwargs
+from .integrate import Evaluate, line
 from .targets import Target, select
 
 DEFAULT_MEMORY_FRACTION = 0.25
@@ -127,7 +129,6 @@ class GradientBlock:
     """Scores and input gradients at a chunk of points; ``example`` maps each point to its example."""
 
     example: torch.Tensor
-    alpha: torch.Tensor | None
     scores: torch.Tensor
     grads: dict[str, torch.Tensor]
 
@@ -175,27 +176,26 @@ class Engine:
         self.evaluations += example.shape[0]
         return GradientBlock(
             example=example,
-            alpha=None,
             scores=scores.detach(),
             grads={k: (torch.zeros_like(v) if g is None else g) for (k, v), g in zip(leaves.items(), grads)},
         )
 
-    def line(
-        self, baselines: Mapping[str, torch.Tensor], example: torch.Tensor, alpha: torch.Tensor
-    ) -> Iterator[GradientBlock]:
-        """Gradients at ``baseline + alpha * (input - baseline)`` for each (example, alpha) pair, chunked."""
-        for start in range(0, example.shape[0], self.chunk):
-            ex = example[start : start + self.chunk]
-            a = alpha[start : start + self.chunk]
-            points = {}
-            for name, x in self.inputs.tensors.items():
-                base = baselines[name][ex]
-                shape = (-1,) + (1,) * (x.dim() - 1)
-                points[name] = base + a.view(shape) * (x[ex] - base)
-            del base  # only the points need to live through the forward/backward
-            block = self.gradients(points, ex)
-            yield GradientBlock(example=ex, alpha=a, scores=block.scores, grads=block.grads)
-            del block, points  # nor the last chunk's gradients, once the caller has reduced them
+    def along(self, baselines: Mapping[str, torch.Tensor], diff: torch.Tensor | None) -> Evaluate:
+        """The integrator's ``evaluate`` on the straight lines from ``baselines`` to the inputs (T = 1).
+
+        Contributions are the flat gradients times ``diff`` (input - baseline), or the gradients
+        themselves when ``diff`` is None (a fixed rule multiplies the weighted sum once, at the end).
+        """
+
+        def evaluate(rows: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            points = {name: line(baselines[name][rows], x[rows], alphas) for name, x in self.inputs.tensors.items()}
+            block = self.gradients(points, rows)
+            del points  # only the gradients need to outlive the forward/backward
+            grad = torch.cat([g.reshape(g.shape[0], -1) for g in block.grads.values()], dim=1)
+            contrib = grad if diff is None else grad * diff[rows]
+            return contrib[:, None], block.scores[:, None]
+
+        return evaluate
 
     def _forward(self, tensors: Mapping[str, torch.Tensor], example: torch.Tensor) -> torch.Tensor:
         kwargs = gather_kwargs(self.forward_kwargs, self.inputs.batch, example)

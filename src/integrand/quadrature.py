@@ -159,12 +159,6 @@ def make_rule(name: str, steps: int) -> Rule:
     )
 
 
-def simpson_nodes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The five nodes a, a+h/4, a+h/2, a+3h/4, b of a Simpson pair on [a, b] (one row per interval)."""
-    h = b - a
-    return np.stack([a, a + h / 4, a + h / 2, a + 3 * h / 4, b], axis=-1)
-
-
 def clenshaw_curtis_level(level: int, like: torch.Tensor) -> tuple[list[float], torch.Tensor]:
     """Nodes and weights (dtype and device of ``like``) of the nested Clenshaw-Curtis rule with ``level + 1`` nodes."""
     nodes, weights, _ = clenshaw_curtis(level + 1)

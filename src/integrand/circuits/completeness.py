@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from ..adaptive import NOISE_ULPS
 from ..convergence import noise_floor, relative_error, within_tolerance
+from ..integrate import NOISE_ULPS
 from .components import Site, intervene
 
 

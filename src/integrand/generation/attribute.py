@@ -11,13 +11,14 @@ from typing import Any, Callable, Mapping, Sequence, Union
 
 import torch
 
-from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
+from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..engine import autograd_bytes, chunk_size
+from ..integrate import NOISE_ULPS, adaptive, fixed, judge_fixed
 from ..progress import bar as progress_bar
 from ..quadrature import Rule
 from .batching import Row, build_batch
 from .forward_mode import select_scorer
-from .integrate import NOISE_ULPS, Reduce, Scorer, adaptive, fixed_rule
+from .integrate import Reduce, Scorer
 from .lrp import lrp_relevance, warn_unconserved
 from .result import GenerationAttribution
 from .runner import Batch, Runner, embedding_override
@@ -96,6 +97,7 @@ class Integrated:
     noise_floor: torch.Tensor | None
     at_noise_floor: torch.Tensor | None
     params: dict[str, Any]
+    rules: list[str] | None = None  # per row: the rule that produced its values
 
 
 def integrate_batch(
@@ -122,6 +124,7 @@ def integrate_batch(
     score_input = step_scores[score_name]
     reduce: Reduce
     score_baseline = delta = qerr = floor = at_floor = None
+    rules: list[str] | None = None
     converged = batch.valid.cpu()
     n_steps = torch.ones(n_rows, dtype=torch.long)
     extra: dict[str, Any] = {}
@@ -138,28 +141,38 @@ def integrate_batch(
             return (grad * diff[r]).sum(dim=-1)
 
         n_targets = int(batch.valid.sum())
+        evaluate = scorer.along(inputs, baselines, reduce)
         if rule_obj is not None:
             total_points = n_rows * rule_obj.steps
             with progress_bar(f"IG, {n_targets} target tokens: points", total_points, request.progress) as bar:
-                values = fixed_rule(scorer, inputs, baselines, rule_obj, reduce, bar)
+                values = fixed(evaluate, n_rows, rule_obj, scorer.chunk, inputs.device, bar)
             n_steps = torch.full((n_rows,), rule_obj.steps)
             # Fixed rules are judged too (integrand.convergence): DEFAULT_TOL, above the rounding floor.
             residual = total.double() - values.double().sum(dim=-1)
             magnitude = score_input.abs() + score_baseline.abs() + values.abs().sum(dim=-1)
-            fixed_floor = noise_floor(magnitude.detach(), values.dtype, NOISE_ULPS)
-            converged = within_tolerance(residual.detach(), total.detach(), None, atol, fixed_floor) & converged
+            converged = judge_fixed(residual, total, magnitude.to(values.dtype), atol) & converged
+            rules = [rule_obj.name] * n_rows
         else:
             assert tol is not None
             with progress_bar(f"IG to tol {tol:g}: points", None, request.progress) as bar:
                 bar.update(note=f"0/{n_targets} targets converged")
-                outcome = adaptive(scorer, inputs, baselines, total, reduce, tol, atol, max_steps, bar=bar)
+                outcome = adaptive(
+                    evaluate,
+                    total,
+                    tol=tol,
+                    atol=atol,
+                    max_steps=max_steps,
+                    chunk=scorer.chunk,
+                    valid=batch.valid,
+                    bar=bar,
+                )
             values, n_steps, converged, qerr = (
                 outcome.values,
                 outcome.steps,
                 outcome.converged,
                 outcome.quadrature_error,
             )
-            floor, at_floor = outcome.noise_floor, outcome.at_noise_floor
+            floor, at_floor, rules = outcome.noise_floor, outcome.at_noise_floor, outcome.rules()
         # Summed in float64: the residual, not the summation order, is what delta reports.
         delta = (total.double() - values.double().sum(dim=-1)).to(total.dtype)
     else:
@@ -173,7 +186,7 @@ def integrate_batch(
         _, values = scorer.gradients(all_rows, inputs, reduce)
 
     params = {
-        "rule": None if method != "integrated_gradients" else (rule_obj.name if rule_obj else "adaptive-simpson"),
+        "rule": None if rules is None else rules[0],
         "steps": rule_obj.steps if rule_obj else None,
         "tol": tol if method == "integrated_gradients" else None,
         "converged_tol": (DEFAULT_TOL if tol is None else tol) if method == "integrated_gradients" else None,
@@ -189,7 +202,18 @@ def integrate_batch(
         **extra,
     }
     return Integrated(
-        values, step_scores, score_input, score_baseline, delta, n_steps, converged, qerr, floor, at_floor, params
+        values,
+        step_scores,
+        score_input,
+        score_baseline,
+        delta,
+        n_steps,
+        converged,
+        qerr,
+        floor,
+        at_floor,
+        params,
+        rules,
     )
 
 
@@ -208,7 +232,7 @@ def make_result(
     """Row ``b``'s result: ``seq`` is its tokens, ``columns`` the batch positions of ``seq[:-1]``."""
     t = len(seq) - n_prompt
     cols = torch.as_tensor(list(columns), dtype=torch.long, device=done.values.device)
-    params = done.params
+    params = done.params if done.rules is None else {**done.params, "rule": done.rules[b]}
     if done.noise_floor is not None and done.at_noise_floor is not None:
         params = {
             **params,

@@ -11,12 +11,12 @@ from typing import Any, Callable, Mapping
 
 import torch
 
-from ..adaptive import NOISE_ULPS
 from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, chunk_size, probe
 from ..errors import InputError, ModelError
 from ..exact import MAX_PIECES, exact_paths, nonlinear_target, not_piecewise_linear
 from ..inputs import InputSet
+from ..integrate import NOISE_ULPS
 from ..result import Attribution
 from ..targets import TargetSpec, resolve_target
 

@@ -21,6 +21,7 @@ import torch
 from ..checks import SEED_BOUND, check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set
+from ..integrate import line
 from ..result import Attribution
 from ..targets import TargetSpec
 from .gradient_support import Points, Setup, evaluate, flat, prepare, result
@@ -103,15 +104,14 @@ def sampled_paths(
         for e in range(inputs.batch):
             rows = draws.index[e].to(inputs.device)
             noise = draws.noise(e) if draws.noise is not None else None
-            alpha = draws.alpha[e].to(device=inputs.device, dtype=inputs.dtype)
+            alpha = draws.alpha[e]
             example = torch.full((samples,), e, dtype=torch.long, device=inputs.device)
             refs = {name: references[name][rows] for name in inputs.names}
             score_baseline[e] = setup.engine.scores(refs, example).mean()
             points, diffs = {}, {}
             for name, x in inputs.tensors.items():
                 end = x[e : e + 1] + noise[name] if noise is not None else x[e : e + 1].expand_as(refs[name])
-                shape = (-1,) + (1,) * (x.dim() - 1)
-                points[name] = refs[name] + alpha.view(shape) * (end - refs[name])
+                points[name] = line(refs[name], end, alpha)
                 diffs[name] = end - refs[name]
             yield Points(points, example, {"diff": flat(diffs)})
 

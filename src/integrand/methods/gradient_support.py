@@ -12,11 +12,11 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import torch
 
-from ..adaptive import NOISE_ULPS
 from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
 from ..engine import Engine, GradientBlock, chunk_size, probe
 from ..errors import InputError
 from ..inputs import Inputs, InputSet, as_input_set
+from ..integrate import NOISE_ULPS
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
 

@@ -19,6 +19,7 @@ from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_count, check_positive
 from ..errors import InputError
 from ..inputs import Inputs, InputSet, as_input_set
+from ..integrate import line
 from ..result import Attribution
 from ..targets import TargetSpec
 from .blur_ig import DEFAULT_MAX_SIGMA, BlurPath, blur_path, check_images
@@ -68,11 +69,7 @@ def straight_path(setup: Setup, baselines: Mapping[str, torch.Tensor], steps: in
 
     def stream() -> Iterator[Points]:
         for e in range(inputs.batch):
-            points = {}
-            for name, x in inputs.tensors.items():
-                shape = (-1,) + (1,) * (x.dim() - 1)
-                a = alpha.to(device=x.device, dtype=x.dtype).view(shape)
-                points[name] = baselines[name][e : e + 1] + a * (x[e : e + 1] - baselines[name][e : e + 1])
+            points = {name: line(baselines[name][e : e + 1], x[e : e + 1], alpha) for name, x in inputs.tensors.items()}
             diff = flat({n: x[e : e + 1] - baselines[n][e : e + 1] for n, x in inputs.tensors.items()}).double()
             example = torch.full((steps,), e, dtype=torch.long, device=inputs.device)
             yield Points(points, example, {"move": diff.expand(steps, -1) / steps})

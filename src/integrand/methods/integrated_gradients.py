@@ -10,14 +10,15 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from ..adaptive import NOISE_ULPS, integrate
 from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_model
-from ..convergence import DEFAULT_TOL, noise_floor, warn_unconverged, within_tolerance
+from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..inputs import Inputs, InputSet, as_input_set
+from ..integrate import NOISE_ULPS, adaptive, fixed, judge_fixed
 from ..layers import ALL
+from ..progress import bar as progress_bar
 from ..quadrature import MAX_STEPS, make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
@@ -91,34 +92,33 @@ def integrate_path(
     total = score_input - score_baseline
     quadrature_error: torch.Tensor | None = None
     if rule_obj is not None:
-        nodes = torch.tensor(rule_obj.nodes, dtype=torch.float64).to(device=inputs.device, dtype=inputs.dtype)
-        weights = torch.tensor(rule_obj.weights, dtype=torch.float64).to(device=inputs.device, dtype=inputs.dtype)
-        n = rule_obj.steps
-        flat = torch.zeros_like(diff)
-        point_weights = weights.repeat(inputs.batch)
-        cursor = 0
-        for block in engine.line(baselines, example.repeat_interleave(n), nodes.repeat(inputs.batch)):
-            grad = torch.cat([g.reshape(g.shape[0], -1) for g in block.grads.values()], dim=1)
-            w = point_weights[cursor : cursor + grad.shape[0]]
-            cursor += grad.shape[0]
-            flat.index_add_(0, block.example, grad * w[:, None])
-            del block, grad  # not alive during the next chunk's forward/backward: peak memory
-        averaged = flat
-        flat = flat * diff
-        step_count = torch.full((inputs.batch,), n)
-        # Fixed rules are judged too: against DEFAULT_TOL (atol added), above the rounding floor.
+        # The weighted gradients, multiplied by (input - baseline) once at the end.
+        with progress_bar(f"{method}: points", inputs.batch * rule_obj.steps) as bar:
+            averaged = fixed(engine.along(baselines, None), inputs.batch, rule_obj, chunk, inputs.device, bar)[:, 0]
+        flat = averaged * diff
+        step_count = torch.full((inputs.batch,), rule_obj.steps)
         magnitude = score_input.abs() + score_baseline.abs() + flat.abs().sum(dim=1)
-        floor = noise_floor(magnitude.detach(), flat.dtype, NOISE_ULPS)
-        converged = within_tolerance((total - flat.sum(dim=1)).detach(), total.detach(), None, float(atol), floor)
+        converged = judge_fixed(total - flat.sum(dim=1), total, magnitude, atol)
         warn_unconverged(
             f"{method}: examples", [i for i, ok in enumerate(converged.tolist()) if not ok], None, stacklevel=4
         )
+        rule_name = rule
     else:
         assert tol is not None
-        magnitude = score_input.abs() + score_baseline.abs()
-        adaptive = integrate(engine, baselines, diff, total, float(tol), float(atol), max_steps, magnitude)
-        flat = averaged = adaptive.values
-        step_count, converged, quadrature_error = adaptive.steps, adaptive.converged, adaptive.quadrature_error
+        with progress_bar(f"{method} to tol {tol:g}: points", None) as bar:
+            outcome = adaptive(
+                engine.along(baselines, diff),
+                total[:, None],
+                tol=float(tol),
+                atol=float(atol),
+                max_steps=max_steps,
+                chunk=chunk,
+                bar=bar,
+                unit="examples",
+            )
+        flat = averaged = outcome.values[:, 0]
+        step_count, converged = outcome.steps, outcome.converged[:, 0]
+        quadrature_error, rule_name = outcome.quadrature_error[:, 0], outcome.rule()
         if not bool(converged.all()):
             bad = [i for i, ok in enumerate(converged.tolist()) if not ok]
             warnings.warn(
@@ -129,7 +129,7 @@ def integrate_path(
             )
     values = inputs.unflat(flat if multiply_by_inputs else averaged)
     params: dict[str, Any] = {
-        "rule": rule if rule_obj is not None else "adaptive-simpson",
+        "rule": rule_name,
         "steps": steps if rule_obj is not None else None,
         "tol": tol,
         "converged_tol": DEFAULT_TOL if tol is None else tol,

@@ -83,12 +83,12 @@ def _last_hidden(
 
 def _token_scores(
     model: Any, encoder: Encoder, example: Encoded, attribution: str, ig: dict[str, Any]
-) -> tuple[torch.Tensor, float, float | None, bool]:
-    """(token attributions [P], contrastive score, relative completeness error, converged)."""
+) -> tuple[torch.Tensor, float, float | None, bool, str | None]:
+    """(token attributions [P], contrastive score, relative completeness error, converged, IG's rule)."""
     if attribution != "ig":
         tol = DEFAULT_TOL if ig["tol"] is None else ig["tol"]
         one = one_pass_attribution(model, encoder.embedding, example, attribution, tol)
-        return one.values.sum(dim=-1), one.score, one.relative_error, one.converged
+        return one.values.sum(dim=-1), one.score, one.relative_error, one.converged, None
     with warnings.catch_warnings():
         # One example per call: fit() counts and names the unconverged examples itself.
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -100,6 +100,7 @@ def _token_scores(
         float(result.score_input[0]),
         None if rel is None else float(rel[0]),
         bool(result.converged[0]),
+        str(result.params["rule"]),
     )
 
 
@@ -112,7 +113,7 @@ def _grains_shifts(
     attribution: str,
     ig: dict[str, Any],
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, Any]]:
-    token_scores, score, rel, converged = _token_scores(model, encoder, example, attribution, ig)
+    token_scores, score, rel, converged, rule = _token_scores(model, encoder, example, attribution, ig)
     # The read-out (last) position is never masked: masking it replaces the read-out token itself, and the
     # shift then measures token identity (on SmolLM2 the mask token's massive activation swamped every shift).
     scores = token_scores[example.fixed : -1]
@@ -131,6 +132,7 @@ def _grains_shifts(
         "score": score,
         "relative_error": rel,
         "converged": converged,
+        "rule": rule,
     }
     positive = {layer: h[0] - h[1] for layer, h in hidden.items()}
     negative = {layer: h[0] - h[2] for layer, h in hidden.items()}
@@ -262,7 +264,7 @@ def fit(
         )
         from ..circuits.lrp import LRP_TOL
 
-        ig_run = attribution == "ig"
+        ig_run = attribution == "ig"  # the rule recorded: bisection if any pair's IG needed it
         params.update(
             attribution=attribution,
             converged_tol=LRP_TOL if attribution == "lrp" else DEFAULT_TOL if tol is None else tol,
@@ -270,7 +272,7 @@ def fit(
             unconverged_share=summary.unconverged_share,
             unconverged_examples=[j for j, i in enumerate(infos) if not i["converged"]],
             steps=(DEFAULT_STEPS if steps is None else steps) if tol is None and ig_run else None,
-            rule=(rule if tol is None else "adaptive-simpson") if ig_run else None,
+            rule=max((i["rule"] for i in infos), key=len) if ig_run and infos else None,
             tol=tol if attribution != "lrp" else None,
             median_relative_error=statistics.median(errors) if errors else None,
             max_relative_error=max(errors) if errors else None,
