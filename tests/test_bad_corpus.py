@@ -201,11 +201,35 @@ def test_missing_manifest_is_refused_unless_rebuilt(explainer: Any, store: Path,
     assert sorted(manifest["shards"], key=int) == [str(k) for k in range(summary.chunks)]
 
 
-def test_cli_sql_on_a_damaged_store_exits_2_naming_the_shard(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+VERIFYING = {"sql": ["SELECT count(*) FROM documents"], "cues": ["--top", "3", "--no-screen"]}
+
+
+@pytest.mark.parametrize("command", sorted(VERIFYING))
+def test_cli_verify_on_a_damaged_store_exits_2_naming_the_shard(
+    command: str, store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A flipped byte keeps size and row count: only --verify (sha256) notices it, and names the shard."""
     from integrand.cli import main
 
-    shard = _flip_byte(store)
-    assert main(["sql", str(store), "SELECT count(*) FROM documents"]) == 0
+    argv = [command, str(store), *VERIFYING[command]]
+    assert main([*argv, "--verify"]) == 0
     capsys.readouterr()
-    assert main(["sql", str(store), "SELECT count(*) FROM documents", "--verify"]) == 2
-    assert shard in capsys.readouterr().err
+    shard = _flip_byte(store)
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--verify"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and shard in err[0] and err[0].startswith("integrand: error: path:"), err
+
+
+def test_cues_counts_convergence_over_the_recorded_shards_only(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stray shard in the folder (not in the manifest) is neither served nor counted."""
+    from integrand.cli import main
+
+    assert main(["cues", str(store), "--top", "3", "--no-screen"]) == 0
+    before = capsys.readouterr().out
+    for kind in ("tokens", "documents"):
+        shutil.copyfile(store / kind / "part-000000.parquet", store / kind / "part-000099.parquet")
+    assert main(["cues", str(store), "--top", "3", "--no-screen"]) == 0
+    after = capsys.readouterr().out
+    assert "# completeness:" in before and after == before

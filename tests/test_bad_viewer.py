@@ -96,6 +96,70 @@ def test_one_damaged_run_is_listed_as_damaged_and_the_others_stay(
             _secured(answer)
 
 
+def _record_shards(store: Path) -> None:
+    """Give the store the per-shard records (rows, bytes, sha256) that ``integrand run`` writes."""
+    import json
+
+    from integrand.corpus.integrity import file_record, shard_files
+
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["shards"] = {str(k): {kind: file_record(p) for kind, p in shard_files(store, k).items()} for k in (0, 1)}
+    (store / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _foreign(store: Path) -> None:  # readable Parquet, but the chunk's document shard in the token slot
+    shutil.copyfile(store / "documents" / "part-000001.parquet", store / "tokens" / "part-000001.parquet")
+
+
+def _grown(store: Path) -> None:  # readable, every row twice
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = store / "tokens" / "part-000001.parquet"
+    table = pq.read_table(path)
+    pq.write_table(pa.concat_tables([table, table]), path)
+
+
+# Readable shards that DuckDB would happily serve; only the manifest's record shows they are wrong.
+VERIFIED = {"foreign": _foreign, "grown": _grown}
+
+
+@pytest.mark.parametrize("damage", sorted(VERIFIED))
+def test_a_store_shard_differing_from_its_record_is_named_not_read(root: Path, damage: str) -> None:
+    """The viewer serves a store's recorded shards after checking them (as Corpus does): a readable shard
+    that is not the one the manifest records is reported with its reason, and no endpoint reads it."""
+    store = root / "corpus" / "store"
+    _record_shards(store)
+    with TestClient(create_app(root), raise_server_exceptions=False) as client:
+        assert client.get("/api/corpus/documents", params={"run": "corpus/store"}).json()["total"] == 8
+        VERIFIED[damage](store)
+        listed = {c["path"]: c for c in client.get("/api/corpora").json()["corpora"]}
+        bad = listed["corpus/store"]
+        assert bad["damaged"] is True and bad["error"].startswith("damaged shards: corpus/store/tokens/part-000001")
+        assert "the manifest records" in bad["error"] and str(root) not in bad["error"]
+        assert listed["corpus/run1"]["damaged"] is False
+        for url, params in (
+            ("/api/corpus/documents", {"run": "corpus/store"}),
+            ("/api/corpus/cues", {"run": "corpus/store"}),
+            ("/api/corpus/document", {"run": "corpus/store", "doc_id": "s00"}),
+        ):
+            answer = client.get(url, params=params)
+            assert answer.status_code == 422 and "part-000001.parquet" in answer.json()["detail"], url
+            _secured(answer)
+
+
+@pytest.mark.parametrize("manifest", ["{not json", '{"format": "other"}', "[]"])
+def test_a_store_with_an_unreadable_manifest_is_damaged_not_read(root: Path, manifest: str) -> None:
+    (root / "corpus" / "store" / "manifest.json").write_text(manifest)
+    with TestClient(create_app(root), raise_server_exceptions=False) as client:
+        listed = {c["path"]: c for c in client.get("/api/corpora").json()["corpora"]}
+        bad = listed["corpus/store"]
+        assert bad["damaged"] is True and "corpus/store/manifest.json" in bad["error"], bad
+        assert str(root) not in bad["error"] and listed["corpus/run1"]["damaged"] is False
+        answer = client.get("/api/corpus/documents", params={"run": "corpus/store"})
+        assert answer.status_code == 422 and str(root) not in answer.text
+
+
 def test_sidebar_marks_damaged_runs() -> None:
     from importlib import resources
 

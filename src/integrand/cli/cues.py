@@ -32,6 +32,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="screening: seed of the held-out split (default: 0)")
     p.add_argument("--no-screen", action="store_true", help="skip the screening scores")
+    p.add_argument("--verify", action="store_true", help="check every shard's sha256 against the manifest first")
     p.set_defaults(handler=run)
 
 
@@ -66,15 +67,19 @@ def _screen(corpus: Any, args: argparse.Namespace) -> None:
     )
 
 
-def _completeness(run_dir: Path) -> None:
-    """How many of the attributions the cue tables sum did not converge (a warning line above the share)."""
+def _completeness(corpus: Any, run_dir: Path) -> None:
+    """How many of the attributions the cue tables sum did not converge (a warning line above the share).
+
+    Counted over the store's verified shards (the ``documents`` view), never over files found in the folder.
+    """
     import sys
 
     from ..convergence import UNCONVERGED_WARN_SHARE, ConvergenceSummary
-    from ..corpus.run import converged_rows
 
-    flags, _ = converged_rows(run_dir)
-    summary = ConvergenceSummary(len(flags), sum(1 for f in flags if not f))
+    ((rows, unconverged),) = corpus.sql(
+        "SELECT count(converged), count(*) FILTER (WHERE NOT converged) FROM documents"
+    ).rows
+    summary = ConvergenceSummary(int(rows), int(unconverged))
     if summary.n_items:
         print(f"# completeness: {summary.line('attributed rows')}")
     if summary.unconverged_share > UNCONVERGED_WARN_SHARE:
@@ -89,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     from ..corpus import Corpus
     from ..errors import InputError
 
-    with Corpus(args.run_dir) as corpus:
-        _completeness(args.run_dir)
+    with Corpus(args.run_dir, verify=args.verify) as corpus:
+        _completeness(corpus, args.run_dir)
         if args.versus is not None:
             if args.cls is None:
                 raise InputError("--versus", "needs --class")

@@ -88,7 +88,7 @@ def check_chunk(out: Path, chunk: int, record: Any, *, hashes: bool) -> list[str
 
 def _recorded(manifest: dict[str, Any], argument: str, where: Path) -> dict[int, Any]:
     shards = manifest.get(SHARDS, {})
-    if not isinstance(shards, dict) or not all(str(k).isdigit() for k in shards):
+    if not isinstance(shards, dict) or not all(str(k).isascii() and str(k).isdigit() for k in shards):
         raise StoreError(argument, f"{where}: the manifest's {SHARDS!r} record is malformed")
     return {int(k): v for k, v in shards.items()}
 
@@ -113,6 +113,16 @@ def store_files(out: Path, manifest: dict[str, Any], *, verify: bool) -> dict[st
     too with ``verify``). A manifest without one (written by hand or by an older integrand) serves the
     complete chunk pairs found in the folder, each checked to be readable Parquet.
     """
+    files, problems = check_store(out, manifest, verify=verify)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise StoreError("path", f"{out} is damaged: {shown}. Resume the run (same command) to recompute them")
+    return files
+
+
+def check_store(out: Path, manifest: dict[str, Any], *, verify: bool) -> tuple[dict[str, list[Path]], list[str]]:
+    """The shard files a store would serve, per kind, and the problems found with them (``kind/part-N.parquet:
+    reason`` each, relative to ``out``); ``store_files`` without the raising, for callers that report damage."""
     if SHARDS in manifest:
         chunks = sorted(_recorded(manifest, "path", out).items())
         problems = [p for k, rec in chunks for p in check_chunk(out, k, rec, hashes=verify)]
@@ -128,10 +138,7 @@ def store_files(out: Path, manifest: dict[str, Any], *, verify: bool) -> dict[st
                 except Exception as exc:
                     label = f"{path.parent.name}/{path.name}"
                     problems.append(f"{label}: not a readable Parquet file ({type(exc).__name__})")
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise StoreError("path", f"{out} is damaged: {shown}. Resume the run (same command) to recompute them")
-    return {kind: [shard_files(out, k)[kind] for k in numbers] for kind in KINDS}
+    return {kind: [shard_files(out, k)[kind] for k in numbers] for kind in KINDS}, problems
 
 
 def refuse_orphans(out: Path) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, IntegrandError, MissingExtraError
-from .files import CORPUS_MANIFEST, ResultsDir
+from .files import _GLOB_CHARS, CORPUS_MANIFEST, ResultsDir
 from .schema import CorpusSummary, CueRow, DocumentRow, num
 from .store import Filters
 
@@ -27,6 +27,15 @@ CANDIDATES: dict[str, tuple[str, ...]] = {
     "label": ("gold_label", "label"),
     "error": ("relative_error", "completeness_error"),
 }
+
+
+class DamagedStore(InputError):
+    """A store's served shards differ from the manifest's record; ``problems`` names each (inside RESULTS_DIR)."""
+
+    def __init__(self, run: str, problems: list[str]) -> None:
+        self.problems = problems
+        shown = ", ".join(problems[:5]) + (f" and {len(problems) - 5} more" if len(problems) > 5 else "")
+        super().__init__("run", f"{run}: damaged shards: {shown}")
 
 
 @dataclass(frozen=True)
@@ -66,7 +75,7 @@ class CorpusRun:
         self.base: Path | None = base
         # A store written by integrand.run keeps one row per token under tokens/ (documents/ is per document).
         self.is_store = base is not None and all((base / d).is_dir() for d in (TOKENS_DIR, DOCUMENTS_DIR))
-        self.shards = results.shards(self._sub(TOKENS_DIR)) if self.is_store else results.shards(run)
+        self.shards = self._store_shards() if self.is_store else results.shards(run)
         self.con = _duckdb().connect(":memory:")
         self.con.execute("SET threads TO 1")
         self.columns_all: list[str] = []
@@ -85,6 +94,31 @@ class CorpusRun:
 
     def _sub(self, name: str) -> str:
         return name if self.run == "." else f"{self.run}/{name}"
+
+    def _store_shards(self) -> list[str]:
+        """The token shards the store's manifest records (as ``Corpus`` serves them), checked against their
+        records (size, rows) and to stay inside RESULTS_DIR; a damaged one is named, never read."""
+        from ..corpus.integrity import check_store
+        from ..corpus.run import read_manifest
+
+        assert self.base is not None
+        try:
+            manifest = read_manifest(self.base)
+        except InputError as exc:
+            reason = str(exc).split(": ", 1)[-1].replace(str(self.base), self.run)  # no absolute paths
+            raise InputError("run", reason) from None
+        files, problems = check_store(self.base, manifest, verify=False)
+        if problems:
+            raise DamagedStore(self.run, [f"{self._sub(p)}" for p in problems])
+        out = []
+        for kind in (TOKENS_DIR, DOCUMENTS_DIR):
+            for path in files[kind]:
+                real = self.results.resolve(self._sub(f"{kind}/{path.name}"), suffix=".parquet")
+                if real is None or _GLOB_CHARS & set(str(real)):
+                    raise InputError("run", f"{self.run}: a shard is a link out of the results folder")
+                if kind == TOKENS_DIR:
+                    out.append(str(real))
+        return out
 
     def _query(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
         try:
@@ -236,6 +270,8 @@ def damaged_shards(results: ResultsDir, shards: list[str]) -> list[str]:
 
 
 def _damaged(results: ResultsDir, run: str, shards: list[str], exc: Exception, **known: Any) -> CorpusSummary:
+    if isinstance(exc, DamagedStore):
+        return CorpusSummary(path=run, shards=len(shards), error=str(exc).split(": ", 2)[-1], damaged=True, **known)
     bad = damaged_shards(results, shards) if isinstance(exc, IntegrandError) else []
     reason = f"damaged shards: {', '.join(bad[:5])}" + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
     if not bad:
