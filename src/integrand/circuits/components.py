@@ -20,19 +20,11 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 
 from ..errors import InputError, ModelError
+from ..models import Gate, structure
 
 KINDS: tuple[str, ...] = ("resid", "attn", "mlp", "head")
 Site = tuple[str, int]
 Edit = Callable[[torch.Tensor], torch.Tensor]
-
-
-@dataclass(frozen=True)
-class Gate:
-    """A gated MLP ``down(act(gate(x)) * up(x))``: module paths of the activation, up and down projections."""
-
-    act: str
-    up: str
-    down: str
 
 
 @dataclass(frozen=True)
@@ -65,70 +57,26 @@ class Layout:
         return len(self.blocks)
 
 
-@dataclass(frozen=True)
-class _Family:
-    attn_out: str
-    mlp: str
-    qk: tuple[str, ...]
-    qkv: tuple[str, ...]
-    gate: Gate | None
-    v: tuple[str, ...] = ()
-
-
-# Block class name -> paths inside one block. Only families covered by the tests are listed.
-_FAMILIES: dict[str, _Family] = {
-    "GPT2Block": _Family("attn.c_proj", "mlp", (), ("attn.c_attn",), None),
-    "LlamaDecoderLayer": _Family(
-        "self_attn.o_proj",
-        "mlp",
-        ("self_attn.q_proj", "self_attn.k_proj"),
-        (),
-        Gate("mlp.act_fn", "mlp.up_proj", "mlp.down_proj"),
-        ("self_attn.v_proj",),
-    ),
-    "BertLayer": _Family(
-        "attention.output.dense",
-        "output.dense",
-        ("attention.self.query", "attention.self.key"),
-        (),
-        None,
-        ("attention.self.value",),
-    ),
-}
-
-
 def layout_for(model: torch.nn.Module) -> Layout:
-    """The built-in layout of a Hugging Face GPT-2, Llama-family (e.g. SmolLM2) or BERT model."""
-    found = [(name, type(m).__name__) for name, m in model.named_modules() if type(m).__name__ in _FAMILIES]
-    families = {cls for _, cls in found}
-    if len(families) != 1:
-        raise InputError(
-            "model",
-            f"no built-in layout for {type(model).__name__} (known blocks: {', '.join(_FAMILIES)}); "
-            "pass layout=Layout(...) naming its modules",
-        )
-    fam = _FAMILIES[found[0][1]]
-    blocks = tuple(name for name, _ in found)
-    # The model's config, or the outermost submodule's (an encoder wrapped with a head; modules() is pre-order).
-    config = next((m.config for m in model.modules() if hasattr(m, "config")), None)
-    n_heads = getattr(config, "num_attention_heads", None)
-    if not isinstance(n_heads, int):
+    """The layout of a model of a registered family with one stack of attention blocks (``integrand.models``)."""
+    try:
+        info = structure(model)
+    except ModelError as exc:
+        raise InputError("model", f"no built-in layout ({exc}); pass layout=Layout(...) naming its modules") from None
+    if info.encoder_decoder or not all(b.attn_out and b.mlp for b in info.blocks):
+        kind = "an encoder-decoder" if info.encoder_decoder else "not an attention"
+        raise InputError("model", f"the {info.family} family is {kind} model; pass layout=Layout(...)")
+    if info.n_heads is None:
         raise InputError("model", "its config has no integer num_attention_heads; pass layout=Layout(...)")
-
-    def each(path: str) -> tuple[str, ...]:
-        return tuple(f"{b}.{path}" for b in blocks)
-
     return Layout(
-        blocks=blocks,
-        attn_out=each(fam.attn_out),
-        mlp=each(fam.mlp),
-        n_heads=n_heads,
-        qk=tuple(p for q in fam.qk for p in each(q)),
-        qkv=tuple(p for q in fam.qkv for p in each(q)),
-        gates=tuple(Gate(f"{b}.{fam.gate.act}", f"{b}.{fam.gate.up}", f"{b}.{fam.gate.down}") for b in blocks)
-        if fam.gate is not None
-        else (),
-        v=tuple(p for q in fam.v for p in each(q)),
+        blocks=info.paths("path"),
+        attn_out=info.paths("attn_out"),
+        mlp=info.paths("mlp"),
+        n_heads=info.n_heads,
+        qk=info.paths("q") + info.paths("k"),
+        qkv=info.paths("qkv"),
+        gates=tuple(b.gate for b in info.blocks if b.gate is not None),
+        v=info.paths("v"),
     )
 
 

@@ -8,6 +8,7 @@ from typing import Any, Sequence, Union
 import torch
 
 from ..errors import InputError
+from ..models import logits_of
 from .runner import Batch
 
 Prompts = Union[str, Sequence[str]]
@@ -66,7 +67,7 @@ def contrast_logprobs(model: Any, ids: list[int], rows: list[Row], device: torch
         for r in rows:
             seq = torch.tensor([ids + r.targets], device=device)
             res = model(input_ids=seq, use_cache=False)
-            logits = (res.logits if hasattr(res, "logits") else res[0])[0, len(ids) - 1 : len(ids) - 1 + len(r.targets)]
+            logits = logits_of(res)[0, len(ids) - 1 : len(ids) - 1 + len(r.targets)]
             logp = logits.log_softmax(dim=-1)
             out.append(torch.cat([logp, logp.new_zeros(n_t - len(r.targets), logp.shape[1])]))
     return torch.stack(out)

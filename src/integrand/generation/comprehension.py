@@ -20,6 +20,7 @@ from typing import Any, Iterator, Sequence
 import torch
 
 from ..errors import ConvergenceWarning, InputError, caller_stacklevel
+from ..models import logits_of
 from ..protocol import ResultMixin
 from .explainer import GenerationExplainer
 from .result import GenerationAttribution
@@ -259,7 +260,7 @@ def target_log_probs(
         for i in range(0, seqs.shape[0], OCCLUSION_BATCH):
             slot[0] = embeds[i : i + OCCLUSION_BATCH]
             result = model(input_ids=seqs[i : i + OCCLUSION_BATCH], use_cache=False)
-            logits = (result.logits if hasattr(result, "logits") else result[0])[:, n - 1 : -1].double()
+            logits = logits_of(result)[:, n - 1 : -1].double()
             picked = logits.log_softmax(-1).gather(-1, seqs[i : i + OCCLUSION_BATCH, n:, None])[..., 0]
             out.append(picked)
     return torch.cat(out)
@@ -271,7 +272,7 @@ def greedy(model: Any, ids: list[int], n: int, device: torch.device) -> list[int
     with torch.no_grad():
         for _ in range(n):
             result = model(input_ids=seq, use_cache=False)
-            logits = result.logits if hasattr(result, "logits") else result[0]
+            logits = logits_of(result)
             seq = torch.cat([seq, logits[:, -1].argmax(-1, keepdim=True)], dim=1)
     return [int(t) for t in seq[0, len(ids) :]]
 

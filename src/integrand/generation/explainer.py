@@ -17,12 +17,12 @@ from ..checks import check_model
 from ..convergence import DEFAULT_TOL
 from ..defaults import canonical_baseline, canonical_method
 from ..errors import InputError, ModelError
+from ..models import embedding_layer, logits_of
 from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
 from .batching import Prompts, Row, as_list, check_fixed, context_window, contrast_logprobs, per_prompt
 from .forward_mode import check_gradient_mode
 from .result import GenerationAttribution
-from .runner import input_embedding_layer
 from .seq2seq import Seq2Seq, is_encoder_decoder
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
 
@@ -64,7 +64,7 @@ class GenerationExplainer:
         batch_size: int | None = None,
         memory_budget: int | None = None,
     ) -> None:
-        self.embedding = input_embedding_layer(model)
+        self.embedding = embedding_layer(model)
         if tokenizer is None or not callable(tokenizer):
             raise InputError("tokenizer", "expected a Hugging Face tokenizer")
         self.model = model
@@ -264,7 +264,7 @@ class GenerationExplainer:
         with torch.no_grad():
             for _ in range(n):
                 result = self.model(input_ids=seq, use_cache=False)
-                logits = result.logits if hasattr(result, "logits") else result[0]
+                logits = logits_of(result)
                 nxt = int(logits[0, -1].argmax())
                 out.append(nxt)
                 seq = torch.cat([seq, seq.new_tensor([[nxt]])], dim=1)

@@ -16,22 +16,7 @@ from typing import Any, Iterator
 import torch
 
 from ..errors import ModelError
-
-
-def input_embedding_layer(model: Any) -> torch.nn.Module:
-    """The model's token-embedding module, or a ModelError naming what is missing."""
-    getter = getattr(model, "get_input_embeddings", None)
-    if not callable(getter):
-        raise ModelError("model", "expected a Hugging Face causal LM with get_input_embeddings(); this model has none")
-    try:
-        layer = getter()
-    except NotImplementedError as exc:
-        raise ModelError(
-            "model", "the model has no input-embedding layer (get_input_embeddings() is not implemented)"
-        ) from exc
-    if not isinstance(layer, torch.nn.Module):
-        raise ModelError("model", f"get_input_embeddings() returned {type(layer).__name__}, not an nn.Module")
-    return layer
+from ..models import logits_of
 
 
 @contextmanager
@@ -128,10 +113,10 @@ class Runner:
         positions = batch.score_positions[rows]
         try:
             out = self._call(self.model, batch, rows, embeds, logits_to_keep=positions)
-            logits = out.logits if hasattr(out, "logits") else out[0]
+            logits = logits_of(out)
         except TypeError:
             out = self._call(self.model, batch, rows, embeds)
-            full = out.logits if hasattr(out, "logits") else out[0]
+            full = logits_of(out)
             logits = torch.take_along_dim(full, positions[..., None], dim=1)
         if logits.dim() != 3 or logits.shape[1] != positions.shape[1]:
             raise ModelError(

@@ -20,10 +20,11 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from ..errors import InputError, ModelError
+from ..models import logits_of, stack_embeddings
 from .attribute import Request, integrate_batch, make_result
 from .batching import Row
 from .result import GenerationAttribution
-from .runner import Batch, Runner, input_embedding_layer
+from .runner import Batch, Runner
 
 
 def is_encoder_decoder(model: Any) -> bool:
@@ -41,15 +42,7 @@ def decoder_start_id(model: Any) -> int:
 
 def embedding_layers(model: Any, embedding: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The encoder's and decoder's token-embedding modules, checked to embed like ``embedding``."""
-    layers = []
-    for getter in ("get_encoder", "get_decoder"):
-        stack = getattr(model, getter)() if callable(getattr(model, getter, None)) else None
-        layer = getattr(stack, "embed_tokens", None)
-        if not isinstance(layer, torch.nn.Module):
-            layer = input_embedding_layer(stack) if stack is not None else None
-        if not isinstance(layer, torch.nn.Module):
-            raise ModelError("model", f"expected an encoder-decoder model with {getter}(); this model has none")
-        layers.append(layer)
+    layers = stack_embeddings(model)
     weight = getattr(embedding, "weight", None)
     n = min(8, int(weight.shape[0])) if isinstance(weight, torch.Tensor) else 8
     probe = torch.arange(n, device=weight.device if isinstance(weight, torch.Tensor) else None)[None]
@@ -161,7 +154,7 @@ class Seq2SeqRunner(Runner):
                 handle.remove()
         if unserved:
             raise ModelError("model", "the encoder and decoder did not each call their embedding layer once")
-        logits = out.logits if hasattr(out, "logits") else out[0]
+        logits = logits_of(out)
         n_targets = batch.target_ids.shape[1]
         if logits.dim() != 3 or logits.shape[1] != n_targets:
             raise ModelError("model", f"expected logits [points, {n_targets}, vocab], got {tuple(logits.shape)}")
@@ -246,7 +239,7 @@ class Seq2Seq:
                     decoder_input_ids=torch.tensor([[self.start, *r.targets[:-1]]], device=device),
                     use_cache=False,
                 )
-                logp = (res.logits if hasattr(res, "logits") else res[0])[0].log_softmax(dim=-1)
+                logp = logits_of(res)[0].log_softmax(dim=-1)
                 out.append(torch.cat([logp, logp.new_zeros(n_t - len(r.targets), logp.shape[1])]))
         return torch.stack(out)
 

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError
+from ..models import logits_of
 from ..progress import bar as progress_bar
 from .examples import Encoder
 from .hooks import capture
@@ -173,7 +174,7 @@ def continuation_perplexity(model: Any, generations: Generations, *, batch_size:
             )
             mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
             out = model(input_ids=seq, attention_mask=mask, use_cache=False)
-            logits = out.logits if hasattr(out, "logits") else out[0]
+            logits = logits_of(out)
             logp = logits[:, :-1].double().log_softmax(dim=-1).gather(-1, seq[:, 1:, None])[..., 0]
             for i, (p, c) in enumerate(chunk):
                 total -= float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].sum())
@@ -312,7 +313,7 @@ def next_token_probability(
     context = vector.apply(model, strength, layers) if vector is not None else nullcontext()
     with context, torch.no_grad():
         out = model(inputs_embeds=seq, attention_mask=mask, use_cache=False)
-        logits = out.logits if hasattr(out, "logits") else out[0]
+        logits = logits_of(out)
     last = logits[torch.arange(len(prompts)), torch.tensor(lengths) - 1]
     probability: torch.Tensor = last.double().softmax(dim=-1)[:, token_id].cpu()
     return probability

@@ -16,6 +16,7 @@ import torch
 from ..errors import ModelError
 from ..inputs import InputSet
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS, integrate_path
+from ..models import logits_of
 from ..result import Attribution
 from .examples import Encoded
 
@@ -26,13 +27,13 @@ def _logits(model: Any, embeds: torch.Tensor, mask: torch.Tensor | None, keep: t
     """Logits ``[rows, len(keep), vocab]`` at positions ``keep`` (only those go through the head when supported)."""
     try:
         out = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False, logits_to_keep=keep)
-        logits = out.logits if hasattr(out, "logits") else out[0]
+        logits = logits_of(out)
         if logits.dim() == 3 and logits.shape[1] == keep.shape[0]:
-            return logits  # type: ignore[no-any-return]
+            return logits
     except TypeError:
         pass
     out = model(inputs_embeds=embeds, attention_mask=mask, use_cache=False)
-    logits = out.logits if hasattr(out, "logits") else out[0]
+    logits = logits_of(out)
     if not isinstance(logits, torch.Tensor) or logits.dim() != 3 or logits.shape[1] != embeds.shape[1]:
         raise ModelError("model", "expected logits [batch, sequence, vocab] from model(inputs_embeds=...)")
     return logits[:, keep]

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError
+from ..models import logits_of
 from .contrastive import sequence_logprobs
 from .examples import Encoder
 from .vector import SteeringVector
@@ -88,7 +89,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, add_bos: boo
     mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in encoded], device=device)
     with torch.no_grad():
         out = model(input_ids=seq, attention_mask=mask, use_cache=False)
-        logits = out.logits if hasattr(out, "logits") else out[0]
+        logits = logits_of(out)
         logp = logits[:, :-1].double().log_softmax(dim=-1).gather(-1, seq[:, 1:, None])[..., 0]
     scored = mask[:, 1:].bool()
     total = -float(logp[scored].sum())

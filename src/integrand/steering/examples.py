@@ -13,6 +13,7 @@ from typing import Any, Mapping, Sequence, Union
 import torch
 
 from ..errors import InputError, ModelError
+from ..models import embedding_layer
 
 PromptSpec = Union[str, Sequence[int], torch.Tensor]
 AnswerSpec = Union[str, Sequence[int], torch.Tensor]
@@ -50,9 +51,8 @@ class Encoded:
 
 def input_embeddings(model: Any) -> torch.nn.Module:
     """The model's token-embedding module (a ModelError when it has none)."""
-    getter = getattr(model, "get_input_embeddings", None)
-    layer = getter() if callable(getter) else None
-    if not isinstance(layer, torch.nn.Module) or not isinstance(getattr(layer, "weight", None), torch.Tensor):
+    layer = embedding_layer(model)
+    if not isinstance(getattr(layer, "weight", None), torch.Tensor):
         raise ModelError("model", "expected a Hugging Face causal LM whose get_input_embeddings() has a weight")
     return layer
 

@@ -12,30 +12,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from ..errors import InputError, ModelError
+from ..models import decoder_blocks
 
-LAYER_COUNT_FIELDS = ("num_hidden_layers", "n_layer", "num_layers", "n_layers")
-
-
-def decoder_blocks(model: Any) -> torch.nn.ModuleList:
-    """The model's list of transformer blocks (the ModuleList as long as its layer count)."""
-    if not isinstance(model, torch.nn.Module):
-        raise ModelError("model", f"expected a torch.nn.Module causal LM, got {type(model).__name__}")
-    config = getattr(model, "config", None)
-    count = next(
-        (v for v in (getattr(config, f, None) for f in LAYER_COUNT_FIELDS) if isinstance(v, int) and v > 0), None
-    )
-    lists = [(n, m) for n, m in model.named_modules() if isinstance(m, torch.nn.ModuleList) and len(m) > 0]
-    same_kind = [(n, m) for n, m in lists if len({type(b) for b in m}) == 1]
-    found = [(n, m) for n, m in same_kind if count is None or len(m) == count]
-    if not found:
-        raise ModelError(
-            "model",
-            f"could not find the decoder blocks (a ModuleList of {count} identical blocks); pass the language model "
-            "itself (e.g. a vision-language model's decoder)",
-        )
-    # The outermost list wins: blocks may hold lists of their own (experts, heads).
-    found.sort(key=lambda item: item[0].count("."))
-    return found[0][1]
+__all__ = ["capture", "check_layers", "check_strength", "decoder_blocks", "steer", "steering"]
 
 
 def check_layers(model: Any, layers: Any) -> tuple[int, ...]:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ..errors import InputError, ModelError
+from ..models import embedding_layer
 
 
 class LabelScore:
@@ -48,24 +49,20 @@ def find_embedding(model: nn.Module, embedding: nn.Module | str | None) -> tuple
             return resolve_layer(model, embedding)
         except InputError as error:
             raise InputError("embedding", str(error).split(": ", 1)[-1]) from None
-    getter = getattr(model, "get_input_embeddings", None)
-    if callable(getter):
-        found = getter()
-        if isinstance(found, nn.Module):
-            return resolve_layer(model, found)
-    candidates = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Embedding)]
-    if len(candidates) == 1:
-        return candidates[0]
-    names = [n for n, _ in candidates]
-    raise InputError("embedding", f"cannot tell which embedding layer to attribute (found {names or 'none'}); pass one")
+    try:
+        return resolve_layer(model, embedding_layer(model))
+    except (ModelError, InputError) as error:
+        raise InputError("embedding", f"cannot tell which embedding layer to attribute ({error}); pass one") from None
 
 
 def vocab_rows(model: nn.Module, module: nn.Module) -> int | None:
-    if isinstance(module, nn.Embedding):
-        return module.num_embeddings
-    getter = getattr(model, "get_input_embeddings", None)
-    found = getter() if callable(getter) else None
-    return found.num_embeddings if isinstance(found, nn.Embedding) else None
+    """Rows of the token-embedding table: ``module``'s own, else the model's input embedding's (None if no table)."""
+    if not isinstance(module, nn.Embedding):
+        try:
+            module = embedding_layer(model)
+        except ModelError:
+            return None
+    return module.num_embeddings if isinstance(module, nn.Embedding) else None
 
 
 def model_labels(model: Any, labels: Sequence[str] | None) -> tuple[str, ...] | None:
