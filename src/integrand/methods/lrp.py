@@ -22,9 +22,10 @@ from torch import nn
 
 from ..checks import check_count, check_model
 from ..circuits.lrp import ATTNLRP, LRP_TOL, LRPRules, conservation, lrp_layout, lrp_rules, warn_unconserved
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from ..inputs import TENSOR_KEY, InputSet, as_input_set, call_model, gather_kwargs
 from ..layers import LayerSpec, replace_layer, resolve_layer, run_to_layer
+from ..models import embedding_layer
 from ..progress import bar as progress_bar
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target, select
@@ -178,11 +179,11 @@ def _ids_feed(model: nn.Module, ids: torch.Tensor, spec: LayerSpec, forward_kwar
 def _embedding_spec(model: nn.Module, layer: nn.Module | str | None) -> LayerSpec:
     """The layer whose output token ids are attributed at (default the model's input embeddings)."""
     if layer is None:
-        getter = getattr(model, "get_input_embeddings", None)
-        found = getter() if callable(getter) else None
-        if not isinstance(found, nn.Module):
-            raise InputError("layer", "token ids are attributed at the embedding layer: pass layer=<the embedding>")
-        layer = found
+        try:
+            layer = embedding_layer(model)
+        except ModelError:
+            message = "token ids are attributed at the embedding layer: pass layer=<the embedding>"
+            raise InputError("layer", message) from None
     name, module = resolve_layer(model, layer)
     return LayerSpec(name, module)
 
