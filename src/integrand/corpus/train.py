@@ -343,7 +343,7 @@ def _train(
                 optimizer.step()
                 schedule.step()
                 if bar is not None:
-                    bar.update(task, advance=1, loss=float(loss))
+                    bar.update(task, advance=1, loss=float(loss.detach()))
     model.eval()
     for p in model.parameters():
         p.grad = None
