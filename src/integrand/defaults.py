@@ -16,6 +16,9 @@ Names: each method and baseline has one canonical spelling; the aliases below ar
 normalised at the boundary (``canonical_method``/``canonical_baseline``), anything else is refused with
 a "did you mean" hint.
 
+Each policy below is an :class:`integrand.integration.Integration`; an entry point fills the fields its
+caller leaves out from its policy (``Integration.from_kwargs(default=...)``).
+
 The tests (``tests/test_cli_defaults.py``) compare these values with the API signatures and the CLI.
 """
 
@@ -23,11 +26,11 @@ from __future__ import annotations
 
 import difflib
 import os
-from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from .convergence import DEFAULT_TOL
 from .errors import InputError
+from .integration import Integration
 
 TOL: float = DEFAULT_TOL
 """The relative completeness tolerance every result is judged against by default."""
@@ -61,34 +64,19 @@ intra-op threads only pay off for large tensors on otherwise idle cores.
 THREADS_ENV = "INTEGRAND_THREADS"
 
 
-@dataclass(frozen=True)
-class Integration:
-    """What an entry point integrates with when the caller gives neither ``steps`` nor ``tol``."""
+GENERATION_MAX_STEPS = 1025
+"""The most evaluations per prompt under error control in ``GenerationExplainer`` (all targets share them)."""
 
-    steps: int | None
-    tol: float | None
+CLI = Integration()
+"""``integrand explain``, ``generate`` and ``run``: error control to :data:`TOL` (``Integration()`` itself)."""
 
-    @property
-    def judged_at(self) -> float:
-        """The tolerance ``converged`` is judged against."""
-        return self.tol if self.tol is not None else TOL
-
-    def describe(self) -> str:
-        if self.tol is not None:
-            return f"error control to tol {self.tol:g}"
-        return f"{self.steps} fixed Gauss-Legendre points (judged at tol {TOL:g})"
-
-
-CLI = Integration(steps=None, tol=TOL)
-"""``integrand explain``, ``generate`` and ``run``."""
-
-GENERATION = Integration(steps=None, tol=TOL)
+GENERATION = Integration(max_steps=GENERATION_MAX_STEPS)
 """``GenerationExplainer``."""
 
-ARRAY_API = Integration(steps=IG_STEPS, tol=None)
-"""``integrated_gradients`` and ``TextExplainer``."""
+ARRAY_API = Integration(steps=IG_STEPS)
+"""``integrated_gradients``, ``TextExplainer`` and IG patching."""
 
-STEERING = Integration(steps=STEER_STEPS, tol=None)
+STEERING = Integration(steps=STEER_STEPS)
 """``steering.fit`` (GrAInS)."""
 
 

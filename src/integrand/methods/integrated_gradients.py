@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import warnings
 from typing import Any, Callable, Mapping, Sequence
 
@@ -13,32 +12,21 @@ import torch
 from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_model
 from ..convergence import DEFAULT_TOL, warn_unconverged
+from ..defaults import ARRAY_API, IG_STEPS
 from ..engine import Engine, Probe, chunk_size, probe
 from ..errors import ConvergenceWarning, InputError, caller_stacklevel
 from ..inputs import Inputs, InputSet, as_input_set
 from ..integrate import NOISE_ULPS, adaptive, fixed, judge_fixed
+from ..integration import DEFAULT_MAX_STEPS, EXACT, Integration
 from ..layers import ALL
 from ..progress import bar as progress_bar
-from ..quadrature import MAX_STEPS, make_rule
+from ..quadrature import make_rule
 from ..result import Attribution
 from ..targets import Target, TargetSpec, resolve_target
 from .gradient_support import baseline_setting, target_setting
 
-DEFAULT_STEPS = 50
-DEFAULT_MAX_STEPS = 4097
-"""Enough for every test digit of the ReLU CNN at tol=1e-3 (the hardest needs 3,407; most need 120-500)."""
-
-
-def _check_tolerances(steps: int | None, tol: float | None, max_steps: int, atol: float) -> None:
-    if tol is not None:
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol <= 0:
-            raise InputError("tol", f"expected a finite number > 0, got {tol!r}")
-        if steps is not None:
-            raise InputError("steps", "give either steps= (fixed rule) or tol= (error-controlled), not both")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or not 5 <= max_steps <= MAX_STEPS:
-            raise InputError("max_steps", f"expected an integer in [5, {MAX_STEPS:,}], got {max_steps!r}")
-    if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not math.isfinite(atol) or atol < 0:
-        raise InputError("atol", f"expected a finite number >= 0, got {atol!r}")
+DEFAULT_STEPS = IG_STEPS
+__all__ = ["DEFAULT_MAX_STEPS", "DEFAULT_STEPS", "integrate_path", "integrated_gradients"]
 
 
 def integrate_path(
@@ -47,13 +35,14 @@ def integrate_path(
     baselines: dict[str, torch.Tensor],
     target: TargetSpec,
     *,
-    steps: int | None,
-    rule: str,
-    tol: float | None,
-    max_steps: int,
-    atol: float,
-    batch_size: int | None,
-    memory_budget: int | None,
+    integration: Integration | None = None,
+    steps: int | None = None,
+    rule: str | None = None,
+    tol: float | None = None,
+    max_steps: int | None = None,
+    atol: float | None = None,
+    batch_size: int | None = None,
+    memory_budget: int | None = None,
     forward_kwargs: Mapping[str, Any] | None,
     method: str = "integrated_gradients",
     extra_params: Mapping[str, Any] | None = None,
@@ -62,12 +51,21 @@ def integrate_path(
 ) -> Attribution:
     """Straight-line IG of ``model`` from ``baselines`` to ``inputs`` (shared by input and layer IG).
 
+    ``integration``, or the shorthand keywords over ``defaults.ARRAY_API`` (not both).
+
     ``output_at_input``: the model's output at ``inputs`` when the caller has it already (layer
     IG records it); it replaces a forward pass, and the memory probe too when ``batch_size`` is given.
     ``multiply_by_inputs=False``: ``values`` are the path-averaged gradients (completeness is still
     judged on their product with ``inputs - baselines``).
     """
-    _check_tolerances(steps, tol, max_steps, atol)
+    config = Integration.from_kwargs(
+        integration, default=ARRAY_API, steps=steps, rule=rule, tol=tol, max_steps=max_steps, atol=atol,
+        batch_size=batch_size, memory_budget=memory_budget,
+    )  # fmt: skip
+    if config.rule == EXACT:
+        raise InputError("rule", "'exact' applies to input attributions (integrated_gradients without layer=)")
+    steps, rule, tol, max_steps, atol = config.steps, config.rule, config.tol, config.max_steps, config.atol
+    batch_size, memory_budget = config.batch_size, config.memory_budget
     if not multiply_by_inputs and tol is not None:
         raise InputError(
             "multiply_by_inputs",
@@ -136,6 +134,7 @@ def integrate_path(
         "max_steps": max_steps if tol is not None else None,
         "atol": atol,
         "noise_floor_ulps": NOISE_ULPS,
+        "integration": config.as_params(),
         "multiply_by_inputs": multiply_by_inputs,
         "target": repr(resolved)
         if not callable(target) or isinstance(target, torch.Tensor)
@@ -183,11 +182,12 @@ def integrated_gradients(
     target: TargetSpec = None,
     *,
     baseline: BaselineSpec = None,
+    integration: Integration | None = None,
     steps: int | None = None,
-    rule: str = "gauss-legendre",
+    rule: str | None = None,
     tol: float | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    atol: float = 0.0,
+    max_steps: int | None = None,
+    atol: float | None = None,
     batch_size: int | None = None,
     memory_budget: int | None = None,
     forward_kwargs: Mapping[str, Any] | None = None,
@@ -211,6 +211,9 @@ def integrated_gradients(
         baseline: "zeros" (default), a number, a tensor broadcastable to the input, a callable,
             "blur", "uniform", or a mapping of these per named input. With ``layer=`` (and no
             ``neuron=``) it is in the layer's activation space.
+        integration: how the path integral is computed (``integrand.integration.Integration``);
+            the keywords ``steps`` to ``memory_budget`` below are shorthand for its fields, filled
+            from ``defaults.ARRAY_API`` (50 Gauss-Legendre points); giving both is an InputError.
         steps: points of the fixed rule (default 50, at most ``quadrature.MAX_STEPS`` = 100,000);
             excludes ``tol``.
         rule: "gauss-legendre" (default), "left", "right", "middle" or "trapezoid"; or "exact" for
@@ -220,7 +223,7 @@ def integrated_gradients(
         tol: error-controlled mode: refine each example until its relative completeness error
             and its per-feature quadrature error estimate are at most ``tol``.
         max_steps: the most gradient evaluations per example in error-controlled mode (and the
-            most linear pieces before ``tol=`` leaves exact IG for error control).
+            most linear pieces before ``tol=`` leaves exact IG for error control); default 4,097.
         atol: absolute slack added to ``tol * |f(x) - f(baseline)|`` (for examples where it is ~0).
         batch_size: integration points per forward/backward pass.
         memory_budget: bytes for one pass when ``batch_size`` is not given (default: a quarter of
@@ -256,21 +259,14 @@ def integrated_gradients(
     check_model(model)
     if piecewise_linear is not None and not isinstance(piecewise_linear, bool):
         raise InputError("piecewise_linear", f"expected None, True or False, got {piecewise_linear!r}")
-    if rule == "exact" and (steps is not None or layer is not None):
+    config = Integration.from_kwargs(
+        integration, default=ARRAY_API, steps=steps, rule=rule, tol=tol, max_steps=max_steps, atol=atol,
+        batch_size=batch_size, memory_budget=memory_budget,
+    )  # fmt: skip
+    if config.rule == EXACT and layer is not None:
         raise InputError("rule", "'exact' takes no steps= and applies to input attributions (layer=None)")
-    integration: dict[str, Any] = {
-        "steps": steps,
-        "rule": rule,
-        "tol": tol,
-        "max_steps": max_steps,
-        "atol": atol,
-        "batch_size": batch_size,
-        "memory_budget": memory_budget,
-    }
     if not isinstance(multiply_by_inputs, bool):
         raise InputError("multiply_by_inputs", f"expected True or False, got {multiply_by_inputs!r}")
-    if not multiply_by_inputs:
-        integration["multiply_by_inputs"] = False
     if layer is not None:
         from .layer_ig import (
             joint_layer_integrated_gradients,
@@ -296,7 +292,8 @@ def integrated_gradients(
                 input_baseline=input_baseline,
                 seed=seed,
                 forward_kwargs=forward_kwargs,
-                **integration,
+                integration=config,
+                multiply_by_inputs=multiply_by_inputs,
             )
         spec = specs[0]
         if neuron is not None:
@@ -310,7 +307,8 @@ def integrated_gradients(
                 input_baseline=input_baseline,
                 seed=seed,
                 forward_kwargs=forward_kwargs,
-                **integration,
+                integration=config,
+                multiply_by_inputs=multiply_by_inputs,
             )
         return layer_integrated_gradients(
             model,
@@ -322,7 +320,8 @@ def integrated_gradients(
             reuse=reuse,
             seed=seed,
             forward_kwargs=forward_kwargs,
-            **integration,
+            integration=config,
+            multiply_by_inputs=multiply_by_inputs,
         )
     layer_only = {"neuron": neuron, "input_baseline": input_baseline, "layer_output_index": layer_output_index}
     for name, value in layer_only.items():
@@ -335,20 +334,21 @@ def integrated_gradients(
     fallback: dict[str, Any] = {}
     # Under tol= the exact sum is opt-in: on wide ReLU nets it crosses hundreds of breakpoints and
     # costs more than error control (docs/methods.md, "Exact IG"), so it runs only when declared.
-    if rule == "exact" or (tol is not None and multiply_by_inputs and piecewise_linear is True):
+    tol = config.tol
+    if config.rule == EXACT or (tol is not None and multiply_by_inputs and piecewise_linear is True):
         from ..exact import MAX_PIECES
         from .exact_ig import exact_integrated_gradients
 
-        _check_tolerances(steps, tol, max_steps, atol)
         exact = exact_integrated_gradients(
-            model, input_set, baselines, target, required=rule == "exact", piecewise_linear=piecewise_linear,
-            tol=tol, atol=atol, batch_size=batch_size, memory_budget=memory_budget,
+            model, input_set, baselines, target, required=config.rule == EXACT, piecewise_linear=piecewise_linear,
+            tol=tol, atol=config.atol, batch_size=config.batch_size, memory_budget=config.memory_budget,
             forward_kwargs=forward_kwargs, multiply_by_inputs=multiply_by_inputs,
-            max_pieces=MAX_PIECES if rule == "exact" else max_steps,
+            max_pieces=MAX_PIECES if config.rule == EXACT else config.max_steps,
         )  # fmt: skip
         if isinstance(exact, Attribution):
-            return exact
+            return dataclasses.replace(exact, params={**exact.params, "integration": config.as_params()})
         fallback["exact_fallback"] = exact
     return integrate_path(
-        model, input_set, baselines, target, forward_kwargs=forward_kwargs, extra_params=fallback, **integration
-    )
+        model, input_set, baselines, target, forward_kwargs=forward_kwargs, extra_params=fallback,
+        integration=config, multiply_by_inputs=multiply_by_inputs,
+    )  # fmt: skip

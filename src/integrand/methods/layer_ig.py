@@ -20,6 +20,7 @@ from ..checks import check_call
 from ..errors import InputError, ModelError
 from ..frozen import EXAMPLE_KWARG, Above, FrozenPrefix, check, run_full
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set, call_model
+from ..integration import Integration
 from ..layers import SIDES, Element, LayerSpec, capture_layers, replace_layers, resolve_layer, run_to_layer
 from ..result import Attribution
 from ..targets import TargetSpec
@@ -179,7 +180,8 @@ def layer_integrated_gradients(
     reuse: bool,
     seed: int,
     forward_kwargs: Mapping[str, Any] | None,
-    **integration: Any,
+    integration: Integration,
+    multiply_by_inputs: bool = True,
 ) -> Attribution:
     """IG of ``target`` w.r.t. the layer's tensor, from an activation-space or input-space baseline."""
     if baseline is not None and input_baseline is not None:
@@ -217,7 +219,8 @@ def layer_integrated_gradients(
         method="layer_integrated_gradients",
         extra_params=params,
         output_at_input=output,
-        **integration,
+        integration=integration,
+        multiply_by_inputs=multiply_by_inputs,
     )
 
 
@@ -253,7 +256,8 @@ def joint_layer_integrated_gradients(
     input_baseline: Any,
     seed: int,
     forward_kwargs: Mapping[str, Any] | None,
-    **integration: Any,
+    integration: Integration,
+    multiply_by_inputs: bool = True,
 ) -> Attribution:
     """IG w.r.t. several tensors at once: one straight line from each tensor's baseline to its value.
 
@@ -322,7 +326,8 @@ def joint_layer_integrated_gradients(
         method="layer_integrated_gradients",
         extra_params=params,
         output_at_input=output.detach() if isinstance(output, torch.Tensor) else None,
-        **integration,
+        integration=integration,
+        multiply_by_inputs=multiply_by_inputs,
     )
 
 
@@ -392,7 +397,8 @@ def neuron_integrated_gradients(
     input_baseline: Any,
     seed: int,
     forward_kwargs: Mapping[str, Any] | None,
-    **integration: Any,
+    integration: Integration,
+    multiply_by_inputs: bool = True,
 ) -> Attribution:
     """IG of one unit of the layer's tensor w.r.t. the (float) inputs; the model above never runs."""
     if target is not None:
@@ -420,5 +426,6 @@ def neuron_integrated_gradients(
         forward_kwargs=forward_kwargs,
         method="neuron_integrated_gradients",
         extra_params=params,
-        **integration,
+        integration=integration,
+        multiply_by_inputs=multiply_by_inputs,
     )
