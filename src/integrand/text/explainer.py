@@ -19,9 +19,9 @@ from torch import nn
 
 from ..circuits.lrp import warn_unconserved
 from ..convergence import warn_unconverged
-from ..defaults import canonical_baseline
+from ..defaults import ARRAY_API, canonical_baseline
 from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError, caller_stacklevel
-from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
+from ..integration import Integration
 from ..progress import bar as progress_bar
 from .batching import length_groups, pad_batch
 from .modelinfo import LabelScore, find_embedding, is_hf_model, model_labels, vocab_rows
@@ -238,11 +238,12 @@ class TextExplainer:
         baseline: BaselineToken = ...,
         keep_special: bool = ...,
         score: str = ...,
+        integration: Integration | None = ...,
         steps: int | None = ...,
-        rule: str = ...,
+        rule: str | None = ...,
         tol: float | None = ...,
-        max_steps: int = ...,
-        atol: float = ...,
+        max_steps: int | None = ...,
+        atol: float | None = ...,
         batch_size: int | None = ...,
         memory_budget: int | None = ...,
         text_batch: int = ...,
@@ -259,11 +260,12 @@ class TextExplainer:
         baseline: BaselineToken = ...,
         keep_special: bool = ...,
         score: str = ...,
+        integration: Integration | None = ...,
         steps: int | None = ...,
-        rule: str = ...,
+        rule: str | None = ...,
         tol: float | None = ...,
-        max_steps: int = ...,
-        atol: float = ...,
+        max_steps: int | None = ...,
+        atol: float | None = ...,
         batch_size: int | None = ...,
         memory_budget: int | None = ...,
         text_batch: int = ...,
@@ -279,11 +281,12 @@ class TextExplainer:
         baseline: BaselineToken = "pad",
         keep_special: bool = True,
         score: str = "logit",
+        integration: Integration | None = None,
         steps: int | None = None,
-        rule: str = "gauss-legendre",
+        rule: str | None = None,
         tol: float | None = None,
-        max_steps: int = DEFAULT_MAX_STEPS,
-        atol: float = 0.0,
+        max_steps: int | None = None,
+        atol: float | None = None,
         batch_size: int | None = None,
         memory_budget: int | None = None,
         text_batch: int = 16,
@@ -303,7 +306,10 @@ class TextExplainer:
             keep_special: keep special tokens ([CLS], [SEP], <s>, ...) as themselves in the baseline.
             score: what is attributed: "logit" (default), "probability" or "log-probability"
                 (sigmoid-based for multi-label models).
-            steps, rule, tol, max_steps, atol, batch_size, memory_budget: as for ``integrated_gradients``.
+            integration: how the path integral is computed (``integrand.integration.Integration``;
+                default ``defaults.ARRAY_API``, 50 Gauss-Legendre points).
+            steps, rule, tol, max_steps, atol, batch_size, memory_budget: shorthand for the fields of
+                ``integration`` (not both), as for ``integrated_gradients``.
             text_batch: texts attributed together in one call (padded to a common length).
             progress: a bar of texts done (None: when stderr is a terminal and there are more texts
                 than ``text_batch``; see ``integrand.progress``).
@@ -314,9 +320,13 @@ class TextExplainer:
             raise InputError("texts", "no texts given")
         if method not in METHODS:
             raise InputError("method", f"unknown method {method!r}; the text explainer supports {sorted(METHODS)}")
-        if METHODS[method] == "lrp" and (steps is not None or tol is not None):
-            which = "steps" if steps is not None else "tol"
+        if METHODS[method] == "lrp" and (steps is not None or tol is not None or integration is not None):
+            which = "steps" if steps is not None else "tol" if tol is not None else "integration"
             raise InputError(which, "does not apply to method 'lrp' (one forward and one backward pass, no integral)")
+        config = Integration.from_kwargs(
+            integration, default=ARRAY_API, steps=steps, rule=rule, tol=tol, max_steps=max_steps, atol=atol,
+            batch_size=batch_size, memory_budget=memory_budget,
+        )  # fmt: skip
         if score not in SCORES:
             raise InputError("score", f"unknown score {score!r}; expected one of {list(SCORES)}")
         if isinstance(text_batch, bool) or not isinstance(text_batch, int) or text_batch < 1:
@@ -331,20 +341,25 @@ class TextExplainer:
             targets = [target] * len(batch)  # type: ignore[list-item]
         base_id = self._baseline_id(baseline)
         encodings = self.encode(batch)
-        ig_params: dict[str, Any] = {
-            "steps": steps, "rule": rule, "tol": tol, "max_steps": max_steps, "atol": atol,
-            "batch_size": batch_size, "memory_budget": memory_budget,
-        }
         results: list[TokenAttribution | None] = [None] * len(batch)
         groups = length_groups(encodings, self.attention_mask, text_batch)
         show = progress if progress is not None or len(groups) > 1 else False
         with progress_bar("texts", len(batch), show) as bar:
             for group in groups:
-                for i, result in zip(group, self._attribute_group(
-                    [batch[i] for i in group], [encodings[i] for i in group], [targets[i] for i in group],
-                    base_id=base_id, baseline=baseline, keep_special=keep_special, score=score, ig_params=ig_params,
-                    method=METHODS[method],
-                )):
+                for i, result in zip(
+                    group,
+                    self._attribute_group(
+                        [batch[i] for i in group],
+                        [encodings[i] for i in group],
+                        [targets[i] for i in group],
+                        base_id=base_id,
+                        baseline=baseline,
+                        keep_special=keep_special,
+                        score=score,
+                        integration=config,
+                        method=METHODS[method],
+                    ),
+                ):
                     results[i] = result
                 bar.advance(len(group))
         done = [r for r in results if r is not None]
@@ -352,7 +367,7 @@ class TextExplainer:
         if METHODS[method] == "lrp" and bad:
             warn_unconserved("LRP of texts", bad, stacklevel=3)
         elif METHODS[method] != "lrp":
-            warn_unconverged("text attribution: texts", bad, tol, stacklevel=3)
+            warn_unconverged("text attribution: texts", bad, config.tol, stacklevel=3)
         return done[0] if single else done
 
     def _attribute_group(
@@ -365,7 +380,7 @@ class TextExplainer:
         baseline: BaselineToken,
         keep_special: bool,
         score: str,
-        ig_params: dict[str, Any],
+        integration: Integration,
         method: str = "integrated_gradients",
     ) -> list[TokenAttribution]:
         from ..methods.integrated_gradients import integrated_gradients
@@ -405,8 +420,8 @@ class TextExplainer:
                     LabelScore(index, score, self.multi_label),
                     layer=self.embedding,
                     forward_kwargs=kwargs,
+                    integration=integration,
                     **layer_baseline,
-                    **ig_params,
                 )
         values = attribution.values
         assert isinstance(values, torch.Tensor)
@@ -416,7 +431,8 @@ class TextExplainer:
         baseline_name = (
             "zero-embedding" if base_id is None else baseline if isinstance(baseline, str) else f"id {base_id}"
         )
-        params = {k: v for k, v in ig_params.items() if v is not None}
+        params = {k: v for k, v in integration.as_params().items() if v is not None}
+        params["integration"] = integration.as_params()
         params.update({"keep_special": keep_special, "embedding": self.embedding_name})
         shares: list[float] = attribution.params.get("lrp_conservation", [])
         if method == "lrp":  # no baseline and no integral: the rules and the share of the score kept
