@@ -14,6 +14,7 @@ import torch
 from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..engine import autograd_bytes, chunk_size
 from ..integrate import NOISE_ULPS, adaptive, fixed, judge_fixed
+from ..integration import Integration
 from ..progress import bar as progress_bar
 from ..quadrature import Rule
 from .batching import Row, build_batch
@@ -35,15 +36,11 @@ class Request:
     score_name: str
     score_fn: StepFunction
     logged: Mapping[str, StepFunction]
-    rule: Rule | None
-    tol: float | None
-    max_steps: int
-    atol: float
+    integration: Integration
+    rule: Rule | None  # the fixed rule built from ``integration`` (None under error control)
     baseline: BaselineSpec
     baseline_id: int | None
     baseline_vector: torch.Tensor
-    batch_size: int | None = None
-    memory_budget: int | None = None
     gradient_mode: str = "auto"
     progress: bool | None = None  # integrand.progress.enabled's rule
 
@@ -111,12 +108,13 @@ def integrate_batch(
 ) -> Integrated:
     """Run ``request``'s method on a prepared batch (``runner.logits`` reads embeddings [points, L, H])."""
     method, score_name, score_fn, logged = request.method, request.score_name, request.score_fn, request.logged
-    rule_obj, tol, max_steps, atol = request.rule, request.tol, request.max_steps, request.atol
+    config = request.integration
+    rule_obj, tol, max_steps, atol = request.rule, config.tol, config.max_steps, config.atol
     diff = inputs - baselines
     n_rows = inputs.shape[0]
     all_rows = torch.arange(n_rows, device=inputs.device)
     probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=n_rows)
-    chunk = chunk_size(request.batch_size, request.memory_budget, bytes_per_point(probe_scorer, inputs), inputs.device)
+    chunk = chunk_size(config.batch_size, config.memory_budget, bytes_per_point(probe_scorer, inputs), inputs.device)
     scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
     direction = diff if method == "integrated_gradients" else inputs
     scorer, mode = select_scorer(request.gradient_mode, method, scorer, direction, inputs)
@@ -193,6 +191,7 @@ def integrate_batch(
         "max_steps": max_steps if tol is not None else None,
         "noise_ulps": NOISE_ULPS if floor is not None else None,
         "atol": atol,
+        "integration": config.as_params() if method == "integrated_gradients" else None,
         "baseline": request.baseline,
         "baseline_token_id": request.baseline_id,
         "split_head": runner.split_head is not None or getattr(runner, "head", None) is not None,
@@ -264,8 +263,9 @@ def make_result(
         if request.method == "lrp":
             warn_unconserved(f"LRP of prompt {b}: target tokens", bad, stacklevel=5)
             return result
-        budget = "" if request.tol is None else f" within max_steps={request.max_steps}"
-        warn_unconverged(f"generation attribution of prompt {b}{budget}: target tokens", bad, request.tol, stacklevel=5)
+        tol = request.integration.tol
+        budget = "" if tol is None else f" within max_steps={request.integration.max_steps}"
+        warn_unconverged(f"generation attribution of prompt {b}{budget}: target tokens", bad, tol, stacklevel=5)
     return result
 
 

@@ -7,16 +7,15 @@ interpolated sequence once and every target token takes its gradient from that p
 from __future__ import annotations
 
 import dataclasses
-import math
 from functools import partial
 from typing import Any, Mapping, Sequence, overload
 
 import torch
 
 from ..checks import check_model
-from ..convergence import DEFAULT_TOL
-from ..defaults import canonical_baseline, canonical_method
+from ..defaults import GENERATION, GENERATION_MAX_STEPS, canonical_baseline, canonical_method
 from ..errors import InputError, ModelError
+from ..integration import EXACT, Integration
 from ..models import embedding_layer, logits_of
 from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
@@ -30,7 +29,7 @@ METHODS: tuple[str, ...] = ("integrated_gradients", "saliency", "input_x_gradien
 DEFAULT_METHOD = "integrated_gradients"
 """The method ``GenerationExplainer`` and ``integrand generate`` use unless ``method=`` is given."""
 BASELINES: tuple[str, ...] = ("mean", "zeros", "unk", "pad", "eos", "bos")
-DEFAULT_MAX_STEPS = 1025
+DEFAULT_MAX_STEPS = GENERATION_MAX_STEPS
 DEFAULT_NEW_TOKENS = 8
 
 
@@ -114,8 +113,10 @@ class GenerationExplainer:
         ("integrated_gradients", "saliency", "input_x_gradient", "lrp": AttnLRP, see
         docs/generation.md), ``score`` (the attributed step function; default "log_probability",
         or "contrast_log_prob_diff" with ``contrast``; for "lrp" "logit" and "contrast_logit_diff"),
-        ``log_scores`` (more step functions to log), ``steps``/``rule`` (fixed rule) or ``tol``
-        (error control per target token, the default with ``tol=1e-2``), ``max_steps``, ``atol``,
+        ``log_scores`` (more step functions to log), ``integration`` (an ``integrand.integration.Integration``;
+        the keywords that follow are shorthand for its fields over ``defaults.GENERATION``, not both),
+        ``steps``/``rule`` (fixed rule) or ``tol`` (error control per target token, the default with
+        ``tol=1e-2``), ``max_steps``, ``atol``,
         ``baseline``, ``fixed``, ``gradient_mode`` ("auto", "reverse", "forward"; see docs/generation.md),
         ``progress`` (a bar of points done and targets converged; None: on when stderr is a terminal,
         see ``integrand.progress``). "ig" and "zero" are accepted for "integrated_gradients" and "zeros".
@@ -284,11 +285,12 @@ class GenerationExplainer:
         method: str = DEFAULT_METHOD,
         score: StepSpec | None = None,
         log_scores: Sequence[StepSpec] = (),
+        integration: Integration | None = None,
         steps: int | None = None,
-        rule: str = "gauss-legendre",
+        rule: str | None = None,
         tol: float | None = None,
-        max_steps: int = DEFAULT_MAX_STEPS,
-        atol: float = 0.0,
+        max_steps: int | None = None,
+        atol: float | None = None,
         baseline: BaselineSpec | None = None,
         fixed: int | str | None = None,
         gradient_mode: str = "auto",
@@ -303,19 +305,15 @@ class GenerationExplainer:
             raise InputError("max_new_tokens", f"expected an integer >= 1, got {max_new_tokens!r}")
         if max_new_tokens is not None and any(t is not None for t in targets):
             raise InputError("max_new_tokens", "give either target= (forced) or max_new_tokens= (generated), not both")
-        if steps is not None and tol is not None:
-            raise InputError("steps", "give either steps= (fixed rule) or tol= (error-controlled), not both")
-        if tol is not None and (
-            isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0 or not math.isfinite(tol)
-        ):
-            raise InputError("tol", f"expected a finite number > 0, got {tol!r}")
-        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 5:
-            raise InputError("max_steps", f"expected an integer >= 5, got {max_steps!r}")
-        if isinstance(atol, bool) or not isinstance(atol, (int, float)) or not atol >= 0:
-            raise InputError("atol", f"expected a number >= 0, got {atol!r}")
-        if steps is None and tol is None:
-            tol = DEFAULT_TOL
-        rule_obj = make_rule(rule, steps) if steps is not None else None
+        policy = dataclasses.replace(GENERATION, batch_size=self.batch_size, memory_budget=self.memory_budget)
+        config = Integration.from_kwargs(
+            integration, default=policy, steps=steps, rule=rule, tol=tol, max_steps=max_steps, atol=atol
+        )
+        if config.batch_size is None and config.memory_budget is None:  # the explainer's own chunking
+            config = dataclasses.replace(config, batch_size=self.batch_size, memory_budget=self.memory_budget)
+        if config.rule == EXACT:
+            raise InputError("rule", "'exact' applies to integrated_gradients of piecewise-linear models only")
+        rule_obj = make_rule(config.rule, config.steps) if config.steps is not None else None
         fixed_spec = self.fixed if fixed is None else check_fixed(fixed)
         baseline_spec = canonical_baseline(self.baseline if baseline is None else baseline, BASELINES)
         # LRP explains a logit (a linear read-out); the log-sum-exp of a log-probability is not conserved.
@@ -362,15 +360,11 @@ class GenerationExplainer:
             score_name=score_name,
             score_fn=score_fn,
             logged=logged,
+            integration=config,
             rule=rule_obj,
-            tol=tol,
-            max_steps=max_steps,
-            atol=float(atol),
             baseline=baseline_spec,
             baseline_id=self._baseline_id(baseline_spec),
             baseline_vector=self.baseline_embedding(baseline_spec),
-            batch_size=self.batch_size,
-            memory_budget=self.memory_budget,
             gradient_mode=gradient_mode,
             progress=progress,
         )
