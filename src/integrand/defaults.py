@@ -76,6 +76,9 @@ GENERATION = Integration(max_steps=GENERATION_MAX_STEPS)
 ARRAY_API = Integration(steps=IG_STEPS)
 """``integrated_gradients``, ``TextExplainer`` and IG patching."""
 
+PATCHING = Integration(steps=16)
+"""IG patching (``circuits.patching(method="ig")``): a fixed rule, judged at ``tol``."""
+
 STEERING = Integration(steps=STEER_STEPS)
 """``steering.fit`` (GrAInS)."""
 

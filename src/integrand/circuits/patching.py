@@ -13,7 +13,6 @@ All four estimate, per component c, ``m(corrupted run with c set to its clean va
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
@@ -22,7 +21,9 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from ..convergence import DEFAULT_TOL, warn_unconverged
+from ..defaults import PATCHING
 from ..errors import InputError, ModelError
+from ..integration import EXACT, Integration
 from ..quadrature import make_rule
 from .completeness import endpoints, judge
 from .components import (
@@ -295,6 +296,21 @@ def _ig(
     return scores, sums, magnitudes
 
 
+def _integration(
+    integration: Integration | None, steps: int | None, rule: str | None, tol: float | None
+) -> Integration:
+    """IG patching's one configuration: a fixed rule (``defaults.PATCHING``) judged at ``tol``."""
+    config = Integration.from_kwargs(integration, default=PATCHING, steps=steps, rule=rule, tol=tol)
+    unused = {f: v for f, v in config.as_params().items() if f not in ("steps", "rule", "tol")}
+    if any(getattr(PATCHING, f) != v for f, v in unused.items()) or config.rule == EXACT:
+        raise InputError(
+            "integration",
+            f"IG patching uses steps, rule (not 'exact') and tol only; got {config} "
+            "(batch_size= of patching counts sequences per pass)",
+        )
+    return config
+
+
 def patching(
     model: torch.nn.Module,
     clean: Inputs,
@@ -303,8 +319,9 @@ def patching(
     *,
     components: str | Sequence[str] = KINDS,
     method: str = "activation",
-    steps: int = 16,
-    rule: str = "gauss-legendre",
+    integration: Integration | None = None,
+    steps: int | None = None,
+    rule: str | None = None,
     ig_path: str = "site",
     rules: LRPRules | None = None,
     align: Sequence[tuple[int, int]] | None = None,
@@ -318,7 +335,11 @@ def patching(
     ``clean`` and ``corrupted`` are N pairs (token ids ``[N, seq]`` or a mapping of named inputs),
     ``metric`` maps the N pairs' logits to a scalar. ``components`` takes kinds (``"mlp"``),
     layers (``"mlp.3"``) or single components (``"mlp.3.7"``, ``"head.2.5"``). ``steps`` and
-    ``rule`` set the IG quadrature, ``rules`` the LRP rules of ``relp`` (defaults: :class:`LRPRules`).
+    ``rule`` set the IG quadrature (default ``defaults.PATCHING``: 16 Gauss-Legendre points), as
+    shorthand for ``integration`` (an ``integrand.integration.Integration``; not both). IG patching
+    always uses a fixed rule: ``Integration(tol=t)`` (or ``tol=t``) judges the default points at ``t``;
+    its ``max_steps``, ``atol``, ``batch_size`` and ``memory_budget`` do not apply (``batch_size=``
+    below counts sequences). ``rules`` the LRP rules of ``relp`` (defaults: :class:`LRPRules`).
     ``align`` pairs clean with corrupted positions when the runs differ in length; ``batch_size``
     caps the sequences per forward pass.
 
@@ -335,11 +356,13 @@ def patching(
         raise InputError("ig_path", f"expected one of {IG_PATHS}, got {ig_path!r}")
     if rules is not None and method != "relp":
         raise InputError("rules", "LRP rules are only used by method='relp'")
-    quad = make_rule(rule, steps) if method == "ig" else None
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < math.inf):
-        raise InputError("tol", f"expected a finite number > 0, got {tol!r}")
     if tol is not None and method != "ig":
         raise InputError("tol", "only method='ig' has a completeness tolerance")
+    if integration is not None and method != "ig":
+        raise InputError("integration", "only method='ig' integrates")
+    config = _integration(integration, steps if method == "ig" else None, rule if method == "ig" else None, tol)
+    tol = config.tol
+    quad = make_rule(config.rule, config.steps or PATCHING.steps or 1) if method == "ig" else None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
     if not isinstance(model, torch.nn.Module):
@@ -396,7 +419,13 @@ def patching(
         labels = [comps[j.comps[0]].name if ig_path == "component" else f"{j.site[0]}.{j.site[1]}" for j in jobs]
         rel_error, converged, bad = judge(jobs, labels, sums, magnitudes, ends, m_corr, len(comps), tol)
         warn_unconverged(f"ig patching: the paths of {ig_path}s", bad, tol, stacklevel=3)
-        params.update(steps=steps, rule=rule, ig_path=ig_path, converged_tol=DEFAULT_TOL if tol is None else tol)
+        params.update(
+            steps=quad.steps,
+            rule=quad.name,
+            ig_path=ig_path,
+            converged_tol=DEFAULT_TOL if tol is None else tol,
+            integration=config.as_params(),
+        )
     return PatchingResult(
         method=method,
         components=comps,
