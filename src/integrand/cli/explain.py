@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from ..defaults import CLI, METHOD, TEXT_BASELINE
-from .options import int_or_name, output_file, positive_int, positive_number
+from .options import int_or_name, integration_from, output_file, positive_int, positive_number
 
 DEFAULT_MODEL = "toxicity"
 
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         method=args.method,
         baseline=baseline,
         score=args.score,
-        steps=args.steps,
-        tol=None if args.steps is not None or lrp else args.tol,
+        integration=None if lrp else integration_from(args),
+        steps=args.steps if lrp else None,  # refused by LRP, naming steps
         progress=args.progress,
     )
     if not args.quiet:

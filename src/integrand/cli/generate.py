@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from ..defaults import CLI
-from .options import model_dir, output_file, positive_int, positive_number
+from .options import integration_from, model_dir, output_file, positive_int, positive_number
 
 
 def add_parser(sub: Any) -> None:
@@ -79,8 +79,7 @@ def run(args: argparse.Namespace) -> int:
         contrast=args.contrast,
         method=DEFAULT_METHOD if args.method is None else args.method,
         baseline=None if args.baseline is None else int_or_name(args.baseline),
-        steps=args.steps,
-        tol=None if args.steps is not None else args.tol,
+        integration=integration_from(args),
         progress=args.progress,
     )
     if not args.quiet:

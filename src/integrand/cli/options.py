@@ -17,6 +17,9 @@ import re
 from pathlib import Path
 from typing import Any, Callable
 
+from ..defaults import CLI
+from ..integration import Integration
+
 _INT = re.compile(r"[+-]?[0-9]+")
 _FLOAT = re.compile(r"[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?")
 _VALUE_ACTIONS = (None, "store", "append", "extend")
@@ -24,6 +27,12 @@ _VALUE_ACTIONS = (None, "store", "append", "extend")
 
 def _bad(expected: str, value: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
+
+
+def integration_from(args: argparse.Namespace) -> Integration:
+    """The one ``Integration`` of a command: ``--steps`` (a fixed rule) or ``--tol``, over ``defaults.CLI``."""
+    steps = getattr(args, "steps", None)
+    return Integration.from_kwargs(default=CLI, steps=steps, tol=None if steps is not None else args.tol)
 
 
 def text(value: str) -> str:
@@ -204,9 +213,9 @@ class UsageError(Exception):
         self.prog = prog
         required = "the following arguments are required: "
         if message.startswith(required):
-            message = f"{message[len(required):]}: required"
+            message = f"{message[len(required) :]}: required"
         elif message.startswith("unrecognized arguments: "):
-            message = f"{message[len('unrecognized arguments: '):]}: unrecognized argument"
+            message = f"{message[len('unrecognized arguments: ') :]}: unrecognized argument"
         elif message.startswith("argument "):
             message = message[len("argument ") :]
         self.line = f"{message} (see '{prog} --help')"
