@@ -183,7 +183,7 @@ def _result_types() -> dict[str, type]:
     while stack:
         cls = stack.pop()
         stack.extend(cls.__subclasses__())
-        if cls.__module__.startswith("integrand."):
+        if cls.__module__.startswith("integrand.") and cls.__module__ != "integrand.protocol":  # not the mixins
             found[f"{cls.__module__}:{cls.__qualname__}"] = cls
     return found
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from .errors import InputError, MissingExtraError
 from .layers import Element, LayerSpec, resolve_layer, run_to_layer
-from .protocol import ResultMixin
+from .protocol import NoCompleteness
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -26,7 +26,7 @@ Batch = Union[torch.Tensor, Mapping[str, torch.Tensor]]
 
 
 @dataclass(frozen=True, repr=False)
-class ActivationProfile(ResultMixin):
+class ActivationProfile(NoCompleteness):
     """Per-class mean activations of a layer's units, their deviation from the overall mean, dead units.
 
     ``dead[u]`` is true when unit ``u`` never exceeds ``threshold`` in absolute value on any example.
@@ -49,19 +49,6 @@ class ActivationProfile(ResultMixin):
     def values(self) -> torch.Tensor:
         """The protocol's name for ``profile``: [classes, units]."""
         return self.profile
-
-    @property
-    def delta(self) -> None:
-        """``None`` (with ``relative_error`` and ``converged``): activation statistics have no completeness."""
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def params(self) -> dict[str, Any]:

@@ -218,6 +218,23 @@ class ResultMixin:
             return result
 
 
+class NoCompleteness(ResultMixin):
+    """A result with no completeness notion (an edit, a metric, a table): ``delta``, ``relative_error``
+    and ``converged`` are ``None`` rather than a flag that could never be False."""
+
+    @property
+    def delta(self) -> None:
+        return None
+
+    @property
+    def relative_error(self) -> None:
+        return None
+
+    @property
+    def converged(self) -> None:
+        return None
+
+
 FORMATS: dict[str, str] = {"integrand.metrics.faithfulness:Faithfulness": "integrand.metrics.Faithfulness"}
 """File format names of result types whose class name another result type already uses."""
 

@@ -33,7 +33,7 @@ from .neighbourhoods import (
     StraightPath,
     Uniform,
 )
-from .protocol import ResultMixin
+from .protocol import NoCompleteness
 from .result import Attribution
 from .targets import TargetSpec, resolve_target
 
@@ -79,7 +79,7 @@ class Candidate:
 
 
 @dataclass(frozen=True, repr=False)
-class Recommendation(ResultMixin):
+class Recommendation(NoCompleteness):
     """Candidates ranked best first (lowest relative LFA loss); failed methods last with their error."""
 
     neighbourhood: Neighbourhood
@@ -92,19 +92,6 @@ class Recommendation(ResultMixin):
     def values(self) -> torch.Tensor:
         """Relative LFA loss per candidate, best first (NaN for a failed method)."""
         return torch.tensor([c.relative_loss if c.error is None else math.nan for c in self.candidates])
-
-    @property
-    def delta(self) -> None:
-        """``None`` (with ``relative_error`` and ``converged``): a ranking of methods has no completeness."""
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def params(self) -> dict[str, Any]:

@@ -27,14 +27,14 @@ from .concepts import ConceptAttribution
 from .errors import InputError
 from .inputs import Inputs
 from .layers import LayerSpec, resolve_layer, run_to_layer
-from .protocol import ResultMixin
+from .protocol import NoCompleteness
 
 STRATEGIES = ("prune", "ablate", "retrain")
 SELECTIONS = ("ig", "weight", "random")
 
 
 @dataclass(frozen=True, repr=False)
-class Unlearning(ResultMixin):
+class Unlearning(NoCompleteness):
     """Accuracies on the forgotten class and on the retained classes before and after removing ``removed``.
 
     ``logit_change`` is ``[batch, classes]``: the edited model's logits minus the original's on the
@@ -60,19 +60,6 @@ class Unlearning(ResultMixin):
     def values(self) -> torch.Tensor:
         """The protocol's name for ``logit_change``: [examples, classes]."""
         return self.logit_change
-
-    @property
-    def delta(self) -> None:
-        """``None`` (with ``relative_error`` and ``converged``): an edit's effect has no completeness."""
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def params(self) -> dict[str, Any]:

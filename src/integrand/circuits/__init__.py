@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .components import KINDS, Component, Gate, Layout, intervene, layout_for
+from ..models import Gate
+from .components import KINDS, Component, Layout, intervene, layout_for
 from .faithfulness import Correlation, Faithfulness, faithfulness, markdown_table
 from .lrp import ATTNLRP, GRADIENT, LRPRules, lrp_rules, rewire
 from .metrics import Metric, log_prob, logit_diff, normalised_logit_diff

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from ..errors import InputError, MissingExtraError
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from .result import Cost, PatchingResult
 
 
@@ -25,7 +25,7 @@ class Correlation:
 
 
 @dataclass(frozen=True, repr=False)
-class Faithfulness(ResultMixin):
+class Faithfulness(NoCompleteness):
     """Per-kind agreement of ``method`` with ``reference_method``, the paired scores and both costs.
 
     ``values`` is ``[kind, statistic]``: Pearson and Spearman per component kind. A comparison of two
@@ -46,18 +46,6 @@ class Faithfulness(ResultMixin):
     def values(self) -> torch.Tensor:
         """Pearson and Spearman correlation with the reference, one row per kind: [kinds, 2]."""
         return torch.tensor([[r.pearson, r.spearman] for r in self.rows], dtype=torch.float64).reshape(-1, 2)
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def params(self) -> dict[str, Any]:

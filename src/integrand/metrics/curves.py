@@ -12,7 +12,7 @@ from ..checks import check_count
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
 from ..methods.perturb import Scorer, flat_baseline
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values
 
@@ -20,7 +20,7 @@ ORDERS = ("signed", "abs")
 
 
 @dataclass(frozen=True, repr=False)
-class Curve(ResultMixin):
+class Curve(NoCompleteness):
     """Scores ``[batch, steps + 1]`` after changing the first ``fractions[j]`` of the ranked features.
 
     ``auc`` is the trapezoid area over ``fractions`` in [0, 1]: low is good for deletion (the
@@ -38,18 +38,6 @@ class Curve(ResultMixin):
     @property
     def values(self) -> torch.Tensor:
         return self.scores
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def method(self) -> str:

@@ -13,7 +13,7 @@ from ..checks import check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
 from ..methods.perturb import Scorer, flat_baseline
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from ..targets import TargetSpec
 from ._common import Explanation, flat_values
 
@@ -21,7 +21,7 @@ MODES = ("binary", "gaussian")
 
 
 @dataclass(frozen=True, repr=False)
-class Faithfulness(ResultMixin):
+class Faithfulness(NoCompleteness):
     """Mean ``|f(x) - f(x')|`` when only the ``k`` most (``top``) or least (``bottom``) important features change.
 
     A faithful explanation has a large ``top`` gap (PGI) and a small ``bottom`` gap (PGU). ``values`` is
@@ -40,18 +40,6 @@ class Faithfulness(ResultMixin):
     @property
     def values(self) -> torch.Tensor:
         return torch.stack([self.top, self.bottom], dim=1)
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def method(self) -> str:

@@ -16,13 +16,13 @@ from torch import nn
 
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set, call_model
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from ..targets import TargetSpec, resolve_target
 from ._common import MethodSpec, checked, explainer, flat_values, rank_correlation
 
 
 @dataclass(frozen=True, repr=False)
-class Randomisation(ResultMixin):
+class Randomisation(NoCompleteness):
     """``rank_correlation[i, b]``: example ``b``'s attributions after re-initialising ``layers[: i + 1]``
     versus the trained model's (``abs_rank_correlation``: the same for magnitudes).
 
@@ -40,18 +40,6 @@ class Randomisation(ResultMixin):
     @property
     def values(self) -> torch.Tensor:
         return self.rank_correlation
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def params(self) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import torch
 
 from .. import storage
 from ..errors import InputError
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from .hooks import check_layers, steering
 
 FORMAT = "integrand.SteeringVector"
@@ -19,7 +19,7 @@ FORMAT_VERSION = 1
 
 
 @dataclass(frozen=True, repr=False)
-class SteeringVector(ResultMixin):
+class SteeringVector(NoCompleteness):
     """Steering directions for some decoder blocks of one model.
 
     ``vectors[l]`` is added at block ``l`` (scaled by the strength); for GrAInS with
@@ -49,19 +49,6 @@ class SteeringVector(ResultMixin):
     def values(self) -> torch.Tensor:
         """The vectors stacked in layer order: [layers, hidden]."""
         return torch.stack([self.vectors[i] for i in self.layers])
-
-    @property
-    def delta(self) -> None:
-        """``None`` (with ``relative_error`` and ``converged``): a steering vector is not a completeness sum."""
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     def axis_labels(self) -> dict[str, Sequence[str]]:
         return {"layer": [str(i) for i in self.layers]}
