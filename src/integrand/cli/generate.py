@@ -25,7 +25,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--method",
         default=None,
-        help="integrated_gradients, saliency, input_x_gradient or lrp (AttnLRP, explains the logit) "
+        help="occlusion, integrated_gradients, saliency, input_x_gradient or lrp (AttnLRP, explains the logit) "
         "(default: generation.explainer.DEFAULT_METHOD, "
         "chosen by the faithfulness benchmark, docs/faithfulness.md)",
     )
@@ -109,5 +109,7 @@ def _summary_line(result: Any, seconds: float, written: list[str]) -> str:
         tol = result.params.get("converged_tol")
         state = "all converged" if bad == 0 else f"{bad} of {n} did not converge"
         line += f", {state} at tol {tol:g} (max relative error {float(result.relative_error.max()):.3g})"
+    elif result.params.get("exact"):
+        line += ", exact (leave-one-out occlusion: nothing to integrate, converged)"
     line += f", {seconds:.1f} s"
     return line + ("; " + "; ".join(written) if written else "; no files written (--html, --save)")
