@@ -27,7 +27,8 @@ def target_log_probs(
     and the entropy of the first variant's next-token distributions ``[T]``."""
     out, entropy = [], None
     with torch.no_grad():
-        for chunk in embeds.split(CHUNK):
+        for start in range(0, embeds.shape[0], CHUNK):
+            chunk = embeds[start : start + CHUNK]
             result = model(inputs_embeds=chunk, use_cache=False)
             logits = result.logits if hasattr(result, "logits") else result[0]
             lp = logits[:, n_prompt - 1 : -1].double().log_softmax(-1)
