@@ -233,3 +233,14 @@ def test_cues_counts_convergence_over_the_recorded_shards_only(store: Path, caps
     assert main(["cues", str(store), "--top", "3", "--no-screen"]) == 0
     after = capsys.readouterr().out
     assert "# completeness:" in before and after == before
+
+
+@pytest.mark.parametrize("key", ["²", "\u0661", "-1", "x"])
+def test_a_shard_record_key_that_is_not_ascii_digits_is_a_store_error(key: str, store: Path) -> None:
+    """'²'.isdigit() is True but int('²') fails: the manifest's chunk numbers must be ASCII digits."""
+    manifest = json.loads((store / "manifest.json").read_text())
+    manifest["shards"][key] = manifest["shards"].pop("0")
+    (store / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(StoreError, match="'shards' record is malformed") as err:
+        Corpus(store).close()
+    assert err.value.argument == "path"
