@@ -16,6 +16,11 @@ settings differ only by the steering, not by sampling noise; ``--sample`` draws 
 temperature 0.8, top-k 50 instead), left-padded batches of 16.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/steering_behaviour.py [--quick] [--out FILE.json] [--doc]
+        [--attribution lrp|occlusion|ig|input_x_gradient] [--methods grains mean-diff random]
+
+GrAInS rows are labelled ``grains`` with AttnLRP and ``grains-<attribution>`` otherwise, so a run of
+``--methods grains --attribution occlusion`` merges (``--merge old.json new.json``) into an earlier run's
+table as a second GrAInS variant; the random direction takes GrAInS's norms, so it needs ``grains``.
 
 ``--doc`` writes the table into docs/steering.md between the bench markers.
 """
@@ -86,10 +91,18 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: argparse.Namespace
     pairs = bench.preferences(fit_prompts, per_prompt=2)
     k = grains_k(model, tokenizer, fit_prompts)
     t0 = time.time()
-    grains = fit(model, tokenizer, pairs, layers=cfg.layers, k=k, attribution="lrp", baseline="unk", progress=False)
+    grains = fit(
+        model, tokenizer, pairs, layers=cfg.layers, k=k, attribution=cfg.attribution, baseline="unk", progress=False
+    )
     t_grains = time.time() - t0
-    mean_diff = fit(model, tokenizer, pairs, layers=cfg.layers, method="mean-diff", progress=False)
-    vectors = {"grains": grains, "mean-diff": mean_diff, "random": random_like(grains, seed=cfg.seed)}
+    grains_key = "grains" if cfg.attribution == "lrp" else f"grains-{cfg.attribution}"
+    vectors: dict[str, SteeringVector] = {}
+    if "grains" in cfg.methods:
+        vectors[grains_key] = grains
+    if "mean-diff" in cfg.methods:
+        vectors["mean-diff"] = fit(model, tokenizer, pairs, layers=cfg.layers, method="mean-diff", progress=False)
+    if "random" in cfg.methods:
+        vectors["random"] = random_like(grains, seed=cfg.seed)
     log(cfg.quiet, f"[{name}] fitted on {len(pairs)} pairs (GrAInS {t_grains:.0f} s, k={k})")
     norms = token_norms(model, tokenizer, fit_prompts, cfg.layers)
     options = {
@@ -115,7 +128,7 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: argparse.Namespace
                         model, tokenizer, fit_prompts, scorer, vector=vector, strength=strength, layer=layer, **options
                     )
                     outcomes.append(o)
-                    sweep.append({"direction": label, "share": share, **o.row()})
+                    sweep.append({"direction": label, "share": share, **o.row(), "method": method})
                     log(
                         cfg.quiet,
                         f"[{name} {label}] {method} block {layer} c={share}: {scorer.name} {o.score:+.3f}, "
@@ -139,7 +152,8 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: argparse.Namespace
             o = measure(
                 model, tokenizer, held, scorer, vector=vector, strength=best.strength, layer=best.layer, **options
             )
-            held_rows.append({"direction": label, "share": share, **o.row(), "examples": list(o.texts[:2])})
+            row = {**o.row(), "method": method}
+            held_rows.append({"direction": label, "share": share, **row, "examples": list(o.texts[:2])})
             log(
                 cfg.quiet,
                 f"[{name} {label}] held-out {method}: {scorer.name} {o.score:+.3f} ppl {o.perplexity:.1f} "
@@ -155,6 +169,7 @@ def run_benchmark(model: Any, tokenizer: Any, name: str, cfg: argparse.Namespace
         "fit_prompts": fit_prompts,
         "norms": norms,
         "fits": {m: fit_summary(v) for m, v in vectors.items() if m != "random"},
+        "grains_fit_seconds": {grains_key: t_grains},
         "unsteered_fit": base_fit.row(),
         "sweep": sweep,
         "chosen": chosen,
@@ -198,17 +213,24 @@ def report(results: dict[str, Any]) -> str:
         "",
     ]
     for name, r in results["benchmarks"].items():
-        g = r["fits"]["grains"]
         chosen = ", ".join(
             f"{key}: " + ("none qualified" if c["layer"] is None else f"block {c['layer']}, c={c['share']}")
             for key, c in r["chosen"].items()
         )
-        lines.append(
-            f"- {name}: GrAInS ({g['attribution']}, k={g['k']}) conservation median relative error "
-            f"{g['median_relative_error']:.2f}, {g['unconverged_share']:.0%} of {r['n_pairs']} pairs above tol "
-            f"{g['converged_tol']:g}; top-k tokens (first pairs) + {' '.join(map(repr, g['positive_tokens'][:8]))}, "
-            f"- {' '.join(map(repr, g['negative_tokens'][:8]))}. Chosen: {chosen}."
-        )
+        for key, g in r["fits"].items():
+            if not key.startswith("grains"):
+                continue
+            quality = (
+                "exact (no integration error)"
+                if g["median_relative_error"] is None
+                else f"conservation median relative error {g['median_relative_error']:.2f}, "
+                f"{g['unconverged_share']:.0%} of {r['n_pairs']} pairs above tol {g['converged_tol']:g}"
+            )
+            lines.append(
+                f"- {name}: {key} ({g['attribution']}, k={g['k']}) {quality}; top-k tokens (first pairs) "
+                f"+ {' '.join(map(repr, g['positive_tokens'][:8]))}, - {' '.join(map(repr, g['negative_tokens'][:8]))}."
+            )
+        lines.append(f"- {name}: chosen: {chosen}.")
     lines.append("")
     for run in runs:
         lines.append(
@@ -222,7 +244,20 @@ def merge(paths: list[Path]) -> dict[str, Any]:
     """Several runs' JSON (e.g. benchmarks run as parallel processes) as one result with a ``runs`` list."""
     loaded = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
     runs = [{k: v for k, v in r.items() if k != "benchmarks"} for r in loaded]
-    benchmarks = {name: b for r in loaded for name, b in r["benchmarks"].items()}
+    benchmarks: dict[str, Any] = {}
+    for r in loaded:
+        for name, b in r["benchmarks"].items():
+            if name not in benchmarks:
+                benchmarks[name] = b
+                continue
+            # A later run of other methods on the same benchmark: its rows join the table (its unsteered row,
+            # the same greedy continuations of the same prompts, is kept as a check, not repeated).
+            old = benchmarks[name]
+            old["held_out"] += [row for row in b["held_out"] if row["method"] != "none" and row["direction"] != "-"]
+            old["sweep"] += b["sweep"]
+            old["chosen"].update(b["chosen"])
+            old["fits"].update(b["fits"])
+            old.setdefault("unsteered_rechecks", []).append(b["held_out"][0])
     return {"runs": runs, "benchmarks": benchmarks}
 
 
@@ -247,6 +282,12 @@ def main() -> int:
     parser.add_argument("--sample", action="store_true", help="seeded sampling instead of greedy continuations")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     parser.add_argument("--merge", type=Path, nargs="+", help="merge these runs' JSON files into --out; no run")
+    parser.add_argument(
+        "--attribution", default="lrp", choices=["lrp", "occlusion", "ig", "input_x_gradient"], help="GrAInS's top-k"
+    )
+    parser.add_argument(
+        "--methods", nargs="+", default=["grains", "mean-diff", "random"], choices=["grains", "mean-diff", "random"]
+    )
     cfg = parser.parse_args()
     if cfg.merge:
         merged = merge(cfg.merge)
@@ -277,7 +318,8 @@ def main() -> int:
             "max_new_tokens": cfg.max_new_tokens,
             "decoding": "seeded sampling, temperature 0.8, top-k 50" if cfg.sample else "greedy",
             "max_perplexity_ratio": MAX_PERPLEXITY_RATIO,
-            "grains": "attribution='lrp', baseline='unk', variant='both', reducer='pca'",
+            "grains": f"attribution={cfg.attribution!r}, baseline='unk', variant='both', reducer='pca'",
+            "methods": cfg.methods,
         },
         "benchmarks": {},
     }

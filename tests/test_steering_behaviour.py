@@ -242,3 +242,63 @@ def test_cli_fit_with_lrp_prints_the_unconverged_share(tiny: tuple[Any, Any], tm
     assert found is not None, text
     assert SteeringVector.load(out).params["n_unconverged"] == int(found.group(1))
     assert main([*argv, "--attribution", "shap", "--out", str(out)]) == 2
+
+
+def test_occlusion_attribution_equals_a_one_token_loop(tiny: tuple[Any, Any], state_guard: Any) -> None:
+    from integrand.steering import Encoder
+    from integrand.steering.contrastive import ContrastiveScore, occlusion_attribution
+
+    model, tok = tiny
+    encoder = Encoder(model, tok, baseline="unk")
+    for example in encoder.encode_all(EXAMPLES):
+        score_fn = ContrastiveScore(model, encoder.embedding, example)
+        with torch.no_grad():
+            full = float(score_fn(example.embeds[None])[0])
+            expected = []
+            for i in range(example.embeds.shape[0]):
+                occluded = example.embeds.clone()
+                occluded[i] = example.baseline[i]  # the same masking baseline the fit uses
+                expected.append(full - float(score_fn(occluded[None])[0]))
+        for batch_size in (None, 1, 3):
+            values, score = occlusion_attribution(model, encoder.embedding, example, batch_size=batch_size)
+            assert score == pytest.approx(full, abs=1e-5)
+            torch.testing.assert_close(values, torch.tensor(expected), atol=1e-4, rtol=1e-4)
+        assert float(values[: example.fixed].abs().sum()) == 0.0  # fixed positions (BOS) get nothing
+        assert float(values.abs().sum()) > 0
+    with pytest.raises(InputError, match="batch_size"):
+        occlusion_attribution(model, encoder.embedding, example, batch_size=0)
+
+
+def test_fit_with_occlusion_masks_the_top_tokens(tiny: tuple[Any, Any]) -> None:
+    from integrand.steering import Encoder
+    from integrand.steering.contrastive import occlusion_attribution
+
+    model, tok = tiny
+    vector = fit(model, tok, EXAMPLES, layers=[1, 2], k=1, attribution="occlusion", baseline="unk")
+    p = vector.params
+    assert p["attribution"] == "occlusion" and p["exact"] is True and p["converged_tol"] is None
+    assert p["n_unconverged"] == 0 and p["median_relative_error"] is None and p["steps"] is None and p["tol"] is None
+    encoder = Encoder(model, tok, baseline="unk")
+    for example, info in zip(encoder.encode_all(EXAMPLES), p["examples"]):
+        values, score = occlusion_attribution(model, encoder.embedding, example)
+        maskable = values[example.fixed : -1]
+        assert info["positive_positions"] == [int(maskable.argmax()) + example.fixed]
+        assert info["negative_positions"] == [int(maskable.argmin()) + example.fixed]
+        assert info["score"] == pytest.approx(score) and info["converged"] is True
+    with pytest.warns(Warning):  # the tiny random model conserves LRP relevance poorly
+        other = fit(model, tok, EXAMPLES, layers=[1, 2], k=1, attribution="lrp", baseline="unk")
+    assert not torch.allclose(vector.vectors[1], other.vectors[1])
+
+
+def test_cli_fit_with_occlusion_says_exact(tiny: tuple[Any, Any], tmp_path: Path, capsys: Any) -> None:
+    model, tok = tiny
+    model.save_pretrained(tmp_path / "model")
+    tok.save_pretrained(tmp_path / "model")
+    out, pairs = tmp_path / "v.safetensors", tmp_path / "pairs.jsonl"
+    lines = [json.dumps({"prompt": p, "preferred": a, "dispreferred": b}) for p, a, b in EXAMPLES]
+    pairs.write_text("\n".join(lines), encoding="utf-8")
+    argv = ["steer", "fit", "--model", str(tmp_path / "model"), "--examples", str(pairs), "--layers", "1"]
+    assert main([*argv, "--k", "1", "--attribution", "occlusion", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "occlusion attribution: exact (no integration error)" in text and "did not converge" not in text
+    assert SteeringVector.load(out).params["exact"] is True

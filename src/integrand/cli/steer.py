@@ -39,9 +39,9 @@ def add_parser(sub: Any) -> None:
     f.add_argument(
         "--attribution",
         default="ig",
-        choices=["ig", "lrp", "input_x_gradient"],
+        choices=["ig", "lrp", "input_x_gradient", "occlusion"],
         help="grains: token attributions that choose the masked tokens: ig (contrastive IG, --steps/--tol), "
-        "lrp (AttnLRP, one pass) or input_x_gradient (one pass) (default ig)",
+        "lrp (AttnLRP, one pass), input_x_gradient (one pass) or occlusion (leave-one-out, exact) (default ig)",
     )
     f.add_argument(
         "--variant",
@@ -150,6 +150,8 @@ def _fit(args: argparse.Namespace) -> int:
             f"  block {layer}: |v| = {float(vector.vectors[layer].norm()):.3f}, median token norm "
             f"{statistics.median(norms):.1f}, explained share: {shares}"
         )
+    if vector.method == "grains" and vector.params.get("exact"):
+        print(f"  {vector.params['attribution']} attribution: exact (no integration error)")
     if vector.method == "grains" and vector.params.get("median_relative_error") is not None:
         kind = {"lrp": "LRP conservation", "input_x_gradient": "input x gradient completeness"}.get(
             str(vector.params.get("attribution")), "contrastive IG completeness"

@@ -21,7 +21,7 @@ from ..convergence import DEFAULT_TOL, summarize
 from ..errors import ConvergenceWarning, InputError, ModelError
 from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
 from ..progress import bar as progress_bar
-from .contrastive import DEFAULT_STEPS, contrastive_ig, one_pass_attribution
+from .contrastive import DEFAULT_STEPS, contrastive_ig, occlusion_attribution, one_pass_attribution
 from .examples import BaselineSpec, Encoded, Encoder
 from .hooks import capture, check_layers
 from .vector import SteeringVector
@@ -29,7 +29,7 @@ from .vector import SteeringVector
 METHODS = ("grains", "mean-diff")
 VARIANTS = ("both", "positive", "negative")
 REDUCERS = ("pca", "mean")
-ATTRIBUTIONS = ("ig", "lrp", "input_x_gradient")
+ATTRIBUTIONS = ("ig", "lrp", "input_x_gradient", "occlusion")
 
 
 def _choice(value: Any, allowed: tuple[str, ...], argument: str) -> str:
@@ -85,6 +85,9 @@ def _token_scores(
     model: Any, encoder: Encoder, example: Encoded, attribution: str, ig: dict[str, Any]
 ) -> tuple[torch.Tensor, float, float | None, bool, str | None]:
     """(token attributions [P], contrastive score, relative completeness error, converged, IG's rule)."""
+    if attribution == "occlusion":
+        values, score = occlusion_attribution(model, encoder.embedding, example, batch_size=ig["batch_size"])
+        return values, score, None, True, None  # exact: no integration, nothing to converge
     if attribution != "ig":
         tol = DEFAULT_TOL if ig["tol"] is None else ig["tol"]
         one = one_pass_attribution(model, encoder.embedding, example, attribution, tol)
@@ -185,7 +188,10 @@ def fit(
         attribution: GrAInS's token attributions for the top-k choice: "ig" (contrastive IG, see
             ``steps``/``tol``), "lrp" (AttnLRP of the answer-logit contrast, one forward and backward
             pass, conservation judged at ``circuits.lrp.LRP_TOL``) or "input_x_gradient" (one pass,
-            judged like a one-point IG at ``tol``).
+            judged like a one-point IG at ``tol``) or "occlusion" (leave-one-out: each prompt token's
+            drop in the contrastive score when its embedding is set to the masking baseline; batched
+            no-grad passes of ``batch_size`` rows, exact, so every pair counts as converged and
+            ``params["exact"]`` is True).
         variant: "both" (``v+ - v-``), "positive" (``v+``) or "negative" (``-v-``); GrAInS only.
         reducer: "pca" (default for GrAInS) or "mean" (default for mean-diff).
         baseline: the masking token and IG baseline of text prompts: "pad" (falls back to unk,
@@ -264,16 +270,18 @@ def fit(
         )
         from ..circuits.lrp import LRP_TOL
 
+        converged_tol = LRP_TOL if attribution == "lrp" else DEFAULT_TOL if tol is None else tol
         ig_run = attribution == "ig"  # the rule recorded: bisection if any pair's IG needed it
         params.update(
             attribution=attribution,
-            converged_tol=LRP_TOL if attribution == "lrp" else DEFAULT_TOL if tol is None else tol,
+            exact=attribution == "occlusion",
+            converged_tol=None if attribution == "occlusion" else converged_tol,
             n_unconverged=summary.n_unconverged,
             unconverged_share=summary.unconverged_share,
             unconverged_examples=[j for j, i in enumerate(infos) if not i["converged"]],
             steps=(DEFAULT_STEPS if steps is None else steps) if tol is None and ig_run else None,
             rule=max((i["rule"] for i in infos), key=len) if ig_run and infos else None,
-            tol=tol if attribution != "lrp" else None,
+            tol=tol if attribution in ("ig", "input_x_gradient") else None,
             median_relative_error=statistics.median(errors) if errors else None,
             max_relative_error=max(errors) if errors else None,
             examples=infos,
