@@ -243,7 +243,12 @@ def report(results: dict[str, Any]) -> str:
 def merge(paths: list[Path]) -> dict[str, Any]:
     """Several runs' JSON (e.g. benchmarks run as parallel processes) as one result with a ``runs`` list."""
     loaded = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
-    runs = [{k: v for k, v in r.items() if k != "benchmarks"} for r in loaded]
+    # An already merged file contributes its own runs, so merged results can be merged again.
+    runs = [
+        run
+        for r in loaded
+        for run in (r["runs"] if "runs" in r else [{k: v for k, v in r.items() if k != "benchmarks"}])
+    ]
     benchmarks: dict[str, Any] = {}
     for r in loaded:
         for name, b in r["benchmarks"].items():
