@@ -373,7 +373,7 @@ def test_generation_and_steering_refuse_train_mode_without_touching_the_model() 
     model.train()
     state = ModelState(model)
     with pytest.raises(ModelError, match="training mode") as info:
-        GenerationExplainer(model, tok)("the cat sat on", max_new_tokens=2, steps=4)
+        GenerationExplainer(model, tok)("the cat sat on", max_new_tokens=2, method="ig", steps=4)
     assert info.value.argument == "model"
     state.assert_unchanged()
 

@@ -147,8 +147,20 @@ def lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def _generate(lm_dir: Path, *extra: str) -> list[str]:
-    return ["generate", PROMPT, "--model", str(lm_dir), "--target", "paris city", *extra]
+def _generate(lm_dir: Path, *extra: str, method: str = "integrated_gradients") -> list[str]:
+    return ["generate", PROMPT, "--model", str(lm_dir), "--target", "paris city", "--method", method, *extra]
+
+
+def test_default_generation_is_exact_occlusion_with_progress(
+    lm_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTEGRAND_PROGRESS", "1")
+    argv = ["generate", PROMPT, "--model", str(lm_dir), "--target", "paris city", "--strict"]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    summary = out.strip().splitlines()[-1]
+    assert "2 target tokens" in summary and "exact (leave-one-out occlusion" in summary, summary
+    assert "occlusion" in err and "warning" not in err
 
 
 def test_unconverged_generation_exits_0_with_one_warning_line_and_1_with_strict(

@@ -232,14 +232,14 @@ def test_generation_fixed_steps_names_target_tokens() -> None:
     model, tok = tiny_lm("gpt2")
     explainer = GenerationExplainer(model, tok, baseline="zeros")
     prompt, target = "the cat sat on the", "mat and the dog"
-    res, messages = recorded(lambda: explainer(prompt, target=target, steps=1))
+    res, messages = recorded(lambda: explainer(prompt, target=target, method="integrated_gradients", steps=1))
     rel = res.relative_error
     assert rel is not None and float(rel.max()) > DEFAULT_TOL
     assert torch.equal(res.converged, rel <= DEFAULT_TOL) and not bool(res.converged.all())
     assert len(messages) == 1 and "target tokens" in messages[0]
     for k, ok in enumerate(res.converged.tolist()):
         assert (f"{k} {res.target_tokens[k]!r}" in messages[0]) == (not ok)
-    res, messages = recorded(lambda: explainer(prompt, target=target, tol=1e-4))
+    res, messages = recorded(lambda: explainer(prompt, target=target, method="integrated_gradients", tol=1e-4))
     assert messages == [] and bool(res.converged.all())
 
 

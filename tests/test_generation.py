@@ -63,7 +63,7 @@ def test_equals_per_target_prefix_attribution(lm: tuple[Any, Any], method: str, 
 
 def test_generated_tokens_are_greedy(lm: tuple[Any, Any]) -> None:
     model, tok = lm
-    res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=4, steps=4)
+    res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=4, method="integrated_gradients", steps=4)
     ids = res.token_ids[None, : res.n_prompt]
     with torch.no_grad():
         for k in range(len(res.target_tokens)):
@@ -79,10 +79,10 @@ def test_error_control_converges_and_agrees_with_a_fine_rule(lm: tuple[Any, Any]
     gx = GenerationExplainer(model, tok)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
-        res = gx(PROMPT, max_new_tokens=4, tol=1e-4)
+        res = gx(PROMPT, max_new_tokens=4, method="integrated_gradients", tol=1e-4)
     assert bool(res.converged.all())
     assert res.relative_error is not None and float(res.relative_error.max()) <= 1e-4
-    fine = gx(PROMPT, max_new_tokens=4, steps=64)
+    fine = gx(PROMPT, max_new_tokens=4, method="integrated_gradients", steps=64)
     assert _rel(res.matrix, fine.matrix) <= 1e-3
     # The result names the rule that produced it: Clenshaw-Curtis alone ends at 5, 9, 17 or 33 points.
     assert bool((res.steps == res.steps[0]).all())
@@ -94,7 +94,7 @@ def test_tolerance_below_float32_rounding_converges_at_the_noise_floor(monkeypat
     tok = word_tokenizer(add_bos=False)
     model = tiny_gpt2(len(tok), dtype=torch.float32)
     gx = GenerationExplainer(model, tok)
-    res = gx(PROMPT, target="paris city", tol=1e-12, max_steps=513)
+    res = gx(PROMPT, target="paris city", method="integrated_gradients", tol=1e-12, max_steps=513)
     assert bool(res.converged.all()) and all(res.params["at_noise_floor"])
     assert int(res.steps[0]) < 513 and res.params["noise_ulps"] == integrate_module.NOISE_ULPS
     floor = torch.tensor(res.params["noise_floor"])
@@ -106,7 +106,7 @@ def test_tolerance_below_float32_rounding_converges_at_the_noise_floor(monkeypat
     # Without the floor the same request cannot be certified and runs to max_steps.
     monkeypatch.setattr(integrate_module, "NOISE_ULPS", 0.0)
     with pytest.warns(ConvergenceWarning):
-        blind = gx(PROMPT, target="paris city", tol=1e-12, max_steps=129)
+        blind = gx(PROMPT, target="paris city", method="integrated_gradients", tol=1e-12, max_steps=129)
     assert int(blind.steps[0]) >= 129 - integrate_module.POINTS_PER_SPLIT and not bool(blind.converged.all())
 
 
@@ -115,17 +115,19 @@ def test_noise_floor_leaves_float64_error_control_unchanged(
 ) -> None:
     model, tok = lm
     gx = GenerationExplainer(model, tok)
-    res = gx(PROMPT, target="paris city", tol=1e-6)
+    res = gx(PROMPT, target="paris city", method="integrated_gradients", tol=1e-6)
     assert bool(res.converged.all()) and not any(res.params["at_noise_floor"])
     monkeypatch.setattr(integrate_module, "NOISE_ULPS", 0.0)
-    blind = gx(PROMPT, target="paris city", tol=1e-6)
+    blind = gx(PROMPT, target="paris city", method="integrated_gradients", tol=1e-6)
     assert torch.equal(res.steps, blind.steps) and torch.equal(res.matrix, blind.matrix)
 
 
 def test_non_convergence_is_flagged(lm: tuple[Any, Any]) -> None:
     model, tok = lm
     with pytest.warns(ConvergenceWarning):
-        res = GenerationExplainer(model, tok)(PROMPT, target="paris city", tol=1e-12, max_steps=9)
+        res = GenerationExplainer(model, tok)(
+            PROMPT, target="paris city", method="integrated_gradients", tol=1e-12, max_steps=9
+        )
     assert not bool(res.converged.all())
     assert "NOT CONVERGED" in res.summary()
 
@@ -135,9 +137,9 @@ def test_batch_with_left_padding_equals_one_at_a_time(lm: tuple[Any, Any]) -> No
     gx = GenerationExplainer(model, tok)
     prompts = ["the capital of france is", "hello world", "a big red dog sat on the mat and"]
     targets = ["paris", "it was a cat", "the cat"]
-    batched = gx(prompts, target=targets, steps=8)
+    batched = gx(prompts, target=targets, method="integrated_gradients", steps=8)
     for p, t, res in zip(prompts, targets, batched):
-        one = gx(p, target=t, steps=8)
+        one = gx(p, target=t, method="integrated_gradients", steps=8)
         assert one.tokens == res.tokens
         assert _rel(res.matrix, one.matrix) <= 1e-8
         assert torch.allclose(res.delta, one.delta, atol=1e-10)  # type: ignore[arg-type]
@@ -145,12 +147,14 @@ def test_batch_with_left_padding_equals_one_at_a_time(lm: tuple[Any, Any]) -> No
 
 def test_chunked_and_full_head_paths_agree(lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = lm
-    ref = GenerationExplainer(model, tok)(PROMPT, target="paris and rome", steps=6)
+    ref = GenerationExplainer(model, tok)(PROMPT, target="paris and rome", method="integrated_gradients", steps=6)
     assert ref.params["split_head"] is True
-    chunked = GenerationExplainer(model, tok, batch_size=4)(PROMPT, target="paris and rome", steps=6)
+    chunked = GenerationExplainer(model, tok, batch_size=4)(
+        PROMPT, target="paris and rome", method="integrated_gradients", steps=6
+    )
     assert _rel(chunked.matrix, ref.matrix) <= 1e-10
     monkeypatch.setattr(runner_module.Runner, "try_split_head", lambda self, batch, embeds: False)
-    full = GenerationExplainer(model, tok)(PROMPT, target="paris and rome", steps=6)
+    full = GenerationExplainer(model, tok)(PROMPT, target="paris and rome", method="integrated_gradients", steps=6)
     assert full.params["split_head"] is False
     assert _rel(full.matrix, ref.matrix) <= 1e-10
 
@@ -158,19 +162,23 @@ def test_chunked_and_full_head_paths_agree(lm: tuple[Any, Any], monkeypatch: pyt
 def test_contrastive_target_is_the_difference_of_two_attributions(lm: tuple[Any, Any]) -> None:
     model, tok = lm
     gx = GenerationExplainer(model, tok)
-    both = gx(PROMPT, target="paris", contrast="lyon", steps=10)
+    both = gx(PROMPT, target="paris", contrast="lyon", method="integrated_gradients", steps=10)
     assert both.score == "contrast_log_prob_diff"
-    a = gx(PROMPT, target="paris", steps=10)
-    b = gx(PROMPT, target="lyon", steps=10)
+    a = gx(PROMPT, target="paris", method="integrated_gradients", steps=10)
+    b = gx(PROMPT, target="lyon", method="integrated_gradients", steps=10)
     assert torch.allclose(both.matrix, a.matrix - b.matrix, atol=1e-10)
-    logit_diff = gx(PROMPT, target="paris", contrast="lyon", score="contrast_logit_diff", steps=10)
+    logit_diff = gx(
+        PROMPT, target="paris", contrast="lyon", score="contrast_logit_diff", method="integrated_gradients", steps=10
+    )
     assert torch.allclose(logit_diff.score_input, both.score_input, atol=1e-9)  # log-softmax shift cancels
 
 
 def test_step_functions_as_target_and_logged(lm: tuple[Any, Any]) -> None:
     model, tok = lm
     gx = GenerationExplainer(model, tok)
-    res = gx(PROMPT, target="paris city", score="probability", log_scores=["logit"], steps=6)
+    res = gx(
+        PROMPT, target="paris city", score="probability", log_scores=["logit"], method="integrated_gradients", steps=6
+    )
     logp = res.step_scores["log_probability"]
     assert torch.allclose(res.step_scores["probability"], logp.exp(), atol=1e-12)
     ids = res.token_ids[None, : res.n_prompt + 1]
@@ -180,14 +188,21 @@ def test_step_functions_as_target_and_logged(lm: tuple[Any, Any]) -> None:
     assert torch.allclose(res.step_scores["entropy"], dist.entropy(), atol=1e-10)
     assert torch.allclose(res.step_scores["logit"], logits.gather(1, res.token_ids[res.n_prompt :, None])[:, 0])
     # KL to the distribution under the same prompt is zero at the input.
-    kl = gx(PROMPT, target="paris city", score="kl_divergence", contrast_prompt=PROMPT, steps=4)
+    kl = gx(
+        PROMPT,
+        target="paris city",
+        score="kl_divergence",
+        contrast_prompt=PROMPT,
+        method="integrated_gradients",
+        steps=4,
+    )
     assert float(kl.score_input.abs().max()) < 1e-10
 
     def margin(args: StepArgs) -> torch.Tensor:  # a user-defined step function
         top2 = args.logits.topk(2, dim=-1).values
         return top2[:, 0] - top2[:, 1]
 
-    custom = gx(PROMPT, target="paris", score=margin, steps=6)
+    custom = gx(PROMPT, target="paris", score=margin, method="integrated_gradients", steps=6)
     assert custom.score == "margin" and custom.delta is not None
 
 
@@ -201,7 +216,7 @@ def test_chat_template_groups_messages(lm: tuple[Any, Any]) -> None:
         {"role": "system", "content": "a big cat"},
         {"role": "user", "content": "what is the capital of france ?"},
     ]
-    res = GenerationExplainer(model, tok).chat(messages, target="paris", steps=6)
+    res = GenerationExplainer(model, tok).chat(messages, target="paris", method="integrated_gradients", steps=6)
     names, grouped = res.grouped()
     assert names == ["0:system", "1:user", "generation prompt"]
     assert res.source_groups is not None and res.source_groups["generation prompt"][1] == res.n_prompt
@@ -210,7 +225,7 @@ def test_chat_template_groups_messages(lm: tuple[Any, Any]) -> None:
 
 def test_save_load_html_and_summary(lm: tuple[Any, Any], tmp_path: Any) -> None:
     model, tok = lm
-    res = GenerationExplainer(model, tok)(PROMPT, target="paris <unk> city", tol=1e-3)
+    res = GenerationExplainer(model, tok)(PROMPT, target="paris <unk> city", method="integrated_gradients", tol=1e-3)
     back = GenerationAttribution.load(res.save(tmp_path / "gen.safetensors"))
     assert back.tokens == res.tokens and back.n_prompt == res.n_prompt and back.params == res.params
     assert torch.equal(back.matrix, res.matrix) and torch.equal(back.converged, res.converged)
@@ -285,7 +300,7 @@ def test_hooks_removed_after_a_failing_step_function(lm: tuple[Any, Any], state_
         return args.logits  # wrong shape
 
     with pytest.raises(InputError) as info:
-        GenerationExplainer(model, tok)(PROMPT, target="paris", score=bad, steps=4)
+        GenerationExplainer(model, tok)(PROMPT, target="paris", score=bad, method="integrated_gradients", steps=4)
     assert info.value.argument == "score"
     guard.assert_unchanged()
 
@@ -298,10 +313,11 @@ def test_cli_generate_writes_summary_html_and_result(lm: tuple[Any, Any], tmp_pa
     tok.save_pretrained(tmp_path / "m")
     html, saved = tmp_path / "out.html", tmp_path / "out.safetensors"
     argv = ["generate", PROMPT, "--model", str(tmp_path / "m"), "--target", "paris city", "--tol", "1e-3"]
+    argv += ["--method", "integrated_gradients"]
     assert main([*argv, "--html", str(html), "--save", str(saved)]) == 0
     assert "'paris'" in capsys.readouterr().out
     assert "&lt;" not in PROMPT and "<table>" in html.read_text()
-    direct = GenerationExplainer(model, tok)(PROMPT, target="paris city", tol=1e-3)
+    direct = GenerationExplainer(model, tok)(PROMPT, target="paris city", method="integrated_gradients", tol=1e-3)
     assert torch.allclose(GenerationAttribution.load(saved).matrix, direct.matrix, atol=1e-6)
     assert main(["generate", PROMPT, "--model", str(tmp_path / "m"), "--max-new-tokens", "0"]) == 2
 

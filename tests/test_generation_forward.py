@@ -65,7 +65,9 @@ def test_forward_equals_reverse_on_a_left_padded_batch(
 
 def test_forward_equals_per_prefix_attribution(lm: tuple[Any, Any]) -> None:
     model, tok = lm
-    res = GenerationExplainer(model, tok)(PROMPTS[0], target="paris and rome", steps=12, gradient_mode="forward")
+    res = GenerationExplainer(model, tok)(
+        PROMPTS[0], target="paris and rome", method="integrated_gradients", steps=12, gradient_mode="forward"
+    )
     with torch.no_grad():
         mean = model.get_input_embeddings().weight[len(SPECIALS) : len(tok)].mean(dim=0)
 
@@ -82,6 +84,7 @@ def test_forward_equals_per_prefix_attribution(lm: tuple[Any, Any]) -> None:
 def test_contrast_chunking_and_full_head_path_agree(lm: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     model, tok = lm
     kwargs: dict[str, Any] = dict(target=["paris city", "rome and"], contrast=["lyon river", "berlin on"], steps=6)
+    kwargs["method"] = "integrated_gradients"
     reverse, forward = _both(GenerationExplainer(model, tok), PROMPTS[:2], **kwargs)
     assert forward[0].score == "contrast_log_prob_diff"
     # batch_size=1 leaves fewer tangent rows per pass than sources: tangents split into groups.
@@ -98,16 +101,23 @@ def test_auto_picks_forward_only_when_fewer_sources_than_targets(lm: tuple[Any, 
     model, tok = lm
     gx = GenerationExplainer(model, tok)
     # Every interpolated target token is a source for the later ones, so usually S >= T: reverse.
-    usual = gx(PROMPTS[0], target="paris city", steps=4)
+    usual = gx(PROMPTS[0], target="paris city", method="integrated_gradients", steps=4)
     assert usual.params["gradient_mode"] == "reverse"
     assert usual.params["gradient_mode_note"].endswith(">= 2 target tokens")
     # Targets equal to the baseline token have a zero IG direction: 1-2 sources, 6 targets.
     the = WORDS.index("the") + len(SPECIALS)
-    auto = gx("paris", target="the the the the the the", baseline=the, steps=6)
+    auto = gx("paris", target="the the the the the the", baseline=the, method="integrated_gradients", steps=6)
     n_src = 1  # "paris" ("<s>" is fixed for Llama)
     assert auto.params["gradient_mode"] == "forward"
     assert auto.params["gradient_mode_note"] == f"{n_src} source positions < 6 target tokens"
-    rev = gx("paris", target="the the the the the the", baseline=the, steps=6, gradient_mode="reverse")
+    rev = gx(
+        "paris",
+        target="the the the the the the",
+        baseline=the,
+        method="integrated_gradients",
+        steps=6,
+        gradient_mode="reverse",
+    )
     assert _rel(auto.matrix, rev.matrix) <= 1e-6
     # Input x gradient: every input embedding is a direction; saliency: never forward.
     ixg = gx("paris", target="the the the the the the", method="input_x_gradient")
@@ -147,11 +157,18 @@ def test_model_without_forward_ad_falls_back_or_raises(lm: tuple[Any, Any], stat
     guard = state_guard(model)
     gx = GenerationExplainer(model, tok)
     the = WORDS.index("the") + len(SPECIALS)
-    auto = gx("paris", target="the the the the the the", baseline=the, steps=4)
+    auto = gx("paris", target="the the the the the the", baseline=the, method="integrated_gradients", steps=4)
     assert auto.params["gradient_mode"] == "reverse"
     assert auto.params["gradient_mode_note"].startswith("forward-mode AD unavailable")
     with pytest.raises(ModelError, match="forward-mode AD is not available"):
-        gx("paris", target="the the the the the the", baseline=the, steps=4, gradient_mode="forward")
+        gx(
+            "paris",
+            target="the the the the the the",
+            baseline=the,
+            method="integrated_gradients",
+            steps=4,
+            gradient_mode="forward",
+        )
     guard.assert_unchanged()
 
 
@@ -174,6 +191,6 @@ def test_chat_accepts_gradient_mode(lm: tuple[Any, Any]) -> None:
     tok.chat_template = "{% for m in messages %}{{ m['role'] }} : {{ m['content'] }} . {% endfor %}"
     messages = [{"role": "user", "content": "what is the capital of france ?"}]
     gx = GenerationExplainer(model, tok)
-    reverse = gx.chat(messages, target="paris city", steps=4, gradient_mode="reverse")
-    forward = gx.chat(messages, target="paris city", steps=4, gradient_mode="forward")
+    reverse = gx.chat(messages, target="paris city", method="ig", steps=4, gradient_mode="reverse")
+    forward = gx.chat(messages, target="paris city", method="ig", steps=4, gradient_mode="forward")
     assert forward.params["gradient_mode"] == "forward" and _rel(forward.matrix, reverse.matrix) <= 1e-6

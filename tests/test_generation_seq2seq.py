@@ -81,7 +81,7 @@ def test_head_per_target_keeps_a_constant_logit_offset_and_refuses_others(tok: A
     model = tiny_bart(len(tok))
     with torch.no_grad():
         model.final_logits_bias.normal_()  # BART adds it after the head: a constant offset per vocab entry
-    res = GenerationExplainer(model, tok)(PROMPT, target=TARGET, steps=8)
+    res = GenerationExplainer(model, tok)(PROMPT, target=TARGET, method="integrated_gradients", steps=8)
     assert res.params["split_head"] is True
     ref, scores = _oracle(model, res, score=_log_prob, baseline=_mean(model, tok), fixed=0, steps=8)
     assert _rel(res.matrix, ref) <= 1e-5
@@ -96,7 +96,7 @@ def test_head_per_target_keeps_a_constant_logit_offset_and_refuses_others(tok: A
 
     model.forward = capped.__get__(model)  # type: ignore[method-assign]
     try:
-        capped_res = GenerationExplainer(model, tok)(PROMPT, target=TARGET, steps=8)
+        capped_res = GenerationExplainer(model, tok)(PROMPT, target=TARGET, method="integrated_gradients", steps=8)
         capped_ref, _ = _oracle(model, capped_res, score=_log_prob, baseline=_mean(model, tok), fixed=0, steps=8)
     finally:
         del model.forward
@@ -109,7 +109,9 @@ def test_fixed_source_bos_and_token_baseline(tok: Any) -> None:
     # model's (scaled) embedding.
     model = tiny_bart(len(tok))
     bos_tok = word_tokenizer(add_bos=True)
-    res = GenerationExplainer(model, bos_tok, baseline="unk")(PROMPT, target=TARGET, steps=10)
+    res = GenerationExplainer(model, bos_tok, baseline="unk")(
+        PROMPT, target=TARGET, method="integrated_gradients", steps=10
+    )
     assert res.tokens[0] == "<s>" and res.fixed_positions == (0, res.n_encoder)
     with torch.no_grad():
         unk = model.get_input_embeddings()(torch.tensor([[0]]))[0, 0]
@@ -120,7 +122,7 @@ def test_fixed_source_bos_and_token_baseline(tok: Any) -> None:
 
 def test_generated_tokens_are_greedy(tok: Any) -> None:
     model = tiny_t5(len(tok))
-    res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=4, steps=4)
+    res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=4, method="integrated_gradients", steps=4)
     assert len(res.target_tokens) == 4
     ids = res.token_ids.tolist()
     src = torch.tensor([ids[: res.n_encoder]])
@@ -135,7 +137,7 @@ def test_generation_stops_after_eos(tok: Any) -> None:
     with torch.no_grad():
         model.final_logits_bias[0, EOS] = 50.0  # EOS becomes the greedy choice at every step
     try:
-        res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=5, steps=4)
+        res = GenerationExplainer(model, tok)(PROMPT, max_new_tokens=5, method="integrated_gradients", steps=4)
     finally:
         with torch.no_grad():
             model.final_logits_bias.zero_()
@@ -144,11 +146,11 @@ def test_generation_stops_after_eos(tok: Any) -> None:
 
 def test_ig_completeness_and_error_control(s2s: Any, tok: Any) -> None:
     gx = GenerationExplainer(s2s, tok)
-    coarse = gx(PROMPT, target=TARGET, steps=4)
-    fine = gx(PROMPT, target=TARGET, steps=32)
+    coarse = gx(PROMPT, target=TARGET, method="integrated_gradients", steps=4)
+    fine = gx(PROMPT, target=TARGET, method="integrated_gradients", steps=32)
     assert coarse.delta is not None and fine.delta is not None
     assert float(fine.delta.abs().max()) < float(coarse.delta.abs().max())
-    controlled = gx(PROMPT, target=TARGET, tol=1e-4)
+    controlled = gx(PROMPT, target=TARGET, method="integrated_gradients", tol=1e-4)
     assert controlled.relative_error is not None and controlled.quadrature_error is not None
     assert bool(controlled.converged.all())
     assert float(controlled.relative_error.max()) <= 1e-4
@@ -161,9 +163,9 @@ def test_batch_with_padding_equals_one_at_a_time(s2s: Any, tok: Any) -> None:
     gx = GenerationExplainer(s2s, tok)
     prompts = ["the capital of france is", "where is the big red city of germany ?", "hello"]
     targets = ["paris .", "berlin in the north", "world"]
-    batched = gx(prompts, target=targets, steps=6)
+    batched = gx(prompts, target=targets, method="integrated_gradients", steps=6)
     for p, t, res in zip(prompts, targets, batched):
-        alone = gx(p, target=t, steps=6)
+        alone = gx(p, target=t, method="integrated_gradients", steps=6)
         assert res.tokens == alone.tokens and res.source_groups == alone.source_groups
         assert _rel(res.matrix, alone.matrix) <= 1e-9
         assert torch.allclose(res.score_input, alone.score_input, rtol=1e-10, atol=1e-12)
@@ -172,7 +174,9 @@ def test_batch_with_padding_equals_one_at_a_time(s2s: Any, tok: Any) -> None:
 
 
 def test_contrastive_target(s2s: Any, tok: Any) -> None:
-    res = GenerationExplainer(s2s, tok)(PROMPT, target="paris", contrast="lyon", steps=10)
+    res = GenerationExplainer(s2s, tok)(
+        PROMPT, target="paris", contrast="lyon", method="integrated_gradients", steps=10
+    )
     assert res.score == "contrast_log_prob_diff"
     paris, lyon = tok.convert_tokens_to_ids(["paris", "lyon"])
 
@@ -189,11 +193,11 @@ def test_contrastive_target(s2s: Any, tok: Any) -> None:
 def test_kl_to_contrast_prompt_is_zero_for_the_same_prompt(tok: Any) -> None:
     model = tiny_t5(len(tok))
     res = GenerationExplainer(model, tok)(
-        PROMPT, target=TARGET, contrast_prompt=PROMPT, log_scores=["kl_divergence"], steps=4
+        PROMPT, target=TARGET, contrast_prompt=PROMPT, log_scores=["kl_divergence"], method="ig", steps=4
     )
     assert float(res.step_scores["kl_divergence"].abs().max()) <= 1e-12
     other = GenerationExplainer(model, tok)(
-        PROMPT, target=TARGET, contrast_prompt="hello world", log_scores=["kl_divergence"], steps=4
+        PROMPT, target=TARGET, contrast_prompt="hello world", log_scores=["kl_divergence"], method="ig", steps=4
     )
     assert bool((other.step_scores["kl_divergence"] > 1e-6).all())
 
@@ -201,14 +205,14 @@ def test_kl_to_contrast_prompt_is_zero_for_the_same_prompt(tok: Any) -> None:
 def test_forward_mode_equals_reverse(tok: Any) -> None:
     model = tiny_bart(len(tok))
     gx = GenerationExplainer(model, tok)
-    rev = gx("hello", target=TARGET, steps=6, gradient_mode="reverse")
-    fwd = gx("hello", target=TARGET, steps=6, gradient_mode="forward")
+    rev = gx("hello", target=TARGET, method="integrated_gradients", steps=6, gradient_mode="reverse")
+    fwd = gx("hello", target=TARGET, method="integrated_gradients", steps=6, gradient_mode="forward")
     assert fwd.params["gradient_mode"] == "forward"
     assert _rel(fwd.matrix, rev.matrix) <= 1e-9
 
 
 def test_result_views_and_roundtrip(tok: Any, tmp_path: Any) -> None:
-    res = GenerationExplainer(tiny_t5(len(tok)), tok)(PROMPT, target=TARGET, steps=4)
+    res = GenerationExplainer(tiny_t5(len(tok)), tok)(PROMPT, target=TARGET, method="integrated_gradients", steps=4)
     back = GenerationAttribution.load(res.save(tmp_path / "s2s.safetensors"))
     assert back.n_encoder == res.n_encoder and back.source_groups == res.source_groups
     assert torch.equal(back.matrix, res.matrix) and back.tokens == res.tokens
@@ -304,7 +308,7 @@ def test_one_encoder_decoder_pass_per_point_for_all_targets(tok: Any) -> None:
         counts = []
         for steps in (6, 12):
             calls.update(encoder=0, decoder=0)
-            res = gx(PROMPT, target=TARGET, steps=steps, gradient_mode="reverse")
+            res = gx(PROMPT, target=TARGET, method="integrated_gradients", steps=steps, gradient_mode="reverse")
             assert calls["encoder"] == calls["decoder"]
             counts.append(calls["decoder"])
     finally:
@@ -322,9 +326,10 @@ def test_cli_generate_loads_a_local_encoder_decoder(tok: Any, tmp_path: Any, cap
     tok.save_pretrained(tmp_path / "m")
     saved = tmp_path / "out.safetensors"
     argv = ["generate", PROMPT, "--model", str(tmp_path / "m"), "--target", TARGET, "--steps", "16"]
+    argv += ["--method", "integrated_gradients"]
     assert main([*argv, "--save", str(saved)]) == 0
     assert "'paris'" in capsys.readouterr().out
     loaded = GenerationAttribution.load(saved)
-    direct = GenerationExplainer(model, tok)(PROMPT, target=TARGET, steps=16)
+    direct = GenerationExplainer(model, tok)(PROMPT, target=TARGET, method="integrated_gradients", steps=16)
     assert loaded.n_encoder == direct.n_encoder and loaded.n_encoder is not None
     assert torch.allclose(loaded.matrix.double(), direct.matrix.double(), rtol=1e-4, atol=1e-6)

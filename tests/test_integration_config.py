@@ -144,12 +144,12 @@ def test_generation_explainer_equal_with_integration_or_keywords() -> None:
 
     model, tok = tiny_lm("gpt2")
     gx = GenerationExplainer(model, tok)
-    a = gx("the capital of france is", target="paris", integration=Integration(tol=1e-3), progress=False)
-    b = gx("the capital of france is", target="paris", tol=1e-3, progress=False)
+    a = gx("the capital of france is", target="paris", method="ig", integration=Integration(tol=1e-3), progress=False)
+    b = gx("the capital of france is", target="paris", method="ig", tol=1e-3, progress=False)
     assert torch.equal(a.matrix, b.matrix)
     assert a.converged.all() and b.converged.all()
     with pytest.raises(InputError) as info:
-        gx("the capital of france is", target="paris", integration=Integration(), tol=1e-3)
+        gx("the capital of france is", target="paris", method="ig", integration=Integration(), tol=1e-3)
     assert info.value.argument == "integration"
 
 

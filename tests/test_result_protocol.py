@@ -62,7 +62,7 @@ def _mapping_attribution() -> Any:
 
 def _generation() -> Any:
     model, tok = tiny_lm("gpt2")
-    return integrand.GenerationExplainer(model, tok)("the capital of france is", target=" paris", steps=8)
+    return integrand.GenerationExplainer(model, tok)("the capital of france is", target=" paris", method="ig", steps=8)
 
 
 def _token() -> Any:
@@ -351,11 +351,13 @@ def test_load_refuses_foreign_and_unknown_files(tmp_path: Path) -> None:
 def test_contrastive_results_record_the_foil() -> None:
     model, tok = tiny_lm("gpt2")
     result = integrand.GenerationExplainer(model, tok)("the capital of france is", target="paris", contrast="lyon",
-                                                        steps=8)  # fmt: skip
+                                                        method="ig", steps=8)  # fmt: skip
     assert result.params["target"] == "paris" and result.params["contrast"] == "lyon"
     assert "'lyon'" in result.summary() and "'paris'" in result.summary()
     assert json.loads(result.to_json())["params"]["contrast"] == "lyon"
-    plain = integrand.GenerationExplainer(model, tok)("the capital of france is", max_new_tokens=2, steps=8)
+    plain = integrand.GenerationExplainer(model, tok)(
+        "the capital of france is", max_new_tokens=2, method="ig", steps=8
+    )
     assert "contrast" not in plain.params and plain.params["target"] == "".join(plain.target_tokens)
 
 
@@ -448,7 +450,7 @@ def test_results_record_what_they_explained() -> None:
     assert {k: text.params[k] for k in ("method", "target", "score", "baseline", "steps")} == {
         "method": "integrated_gradients", "target": "toxic", "score": "logit", "baseline": "pad", "steps": 8}
     lm, tok = tiny_lm("gpt2")
-    gen = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", steps=8)
+    gen = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", method="ig", steps=8)
     assert gen.params["method"] == gen.method and gen.params["score"] == gen.score and "baseline" in gen.params
 
 
@@ -457,6 +459,6 @@ def test_viz_reads_the_foil_the_result_recorded() -> None:
 
     lm, tok = tiny_lm("gpt2")
     contrast = integrand.GenerationExplainer(lm, tok)("the capital of france is", target=" paris", contrast=" lyon",
-                                                      steps=8)  # fmt: skip
+                                                      method="ig", steps=8)  # fmt: skip
     assert generation_caption(contrast).endswith(" vs ' lyon'") and contrast.params["contrast"] == " lyon"
     assert "lyon" in contrast.to_html()

@@ -35,9 +35,16 @@ def add_parser(sub: Any) -> None:
         help="what each attributed position starts from: mean, zeros, unk, pad, eos, bos or a token id "
         "(default: mean, the mean embedding of the ordinary tokens)",
     )
-    p.add_argument("--steps", type=positive_int, help="fixed Gauss-Legendre steps instead of error control to --tol")
     p.add_argument(
-        "--tol", type=positive_number, default=CLI.tol, help="relative completeness tolerance per target token"
+        "--steps",
+        type=positive_int,
+        help="integrated_gradients: fixed Gauss-Legendre steps instead of error control to --tol",
+    )
+    p.add_argument(
+        "--tol",
+        type=positive_number,
+        default=CLI.tol,
+        help="integrated_gradients: relative completeness tolerance per target token",
     )
     p.add_argument("--html", type=output_file, default=None, help="write the token x token heatmap here")
     p.add_argument("--save", type=output_file, default=None, help="write the result (.safetensors) here")
@@ -50,6 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from .options import int_or_name
 
     start = time.perf_counter()
+    method = DEFAULT_METHOD if args.method is None else args.method
+    if method == "occlusion" and args.steps is not None:
+        from ..errors import InputError
+
+        raise InputError("--steps", "occlusion is exact (nothing to integrate); add --method integrated_gradients")
     model: Any
     if args.model is None:
         from ..generation.smollm import load_smollm2
@@ -77,9 +89,9 @@ def run(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         target=args.target,
         contrast=args.contrast,
-        method=DEFAULT_METHOD if args.method is None else args.method,
+        method=method,
         baseline=None if args.baseline is None else int_or_name(args.baseline),
-        integration=integration_from(args),
+        integration=None if method == "occlusion" else integration_from(args),
         progress=args.progress,
     )
     if not args.quiet:
