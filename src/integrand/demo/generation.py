@@ -18,8 +18,8 @@ def run(out: Path) -> str:
 
     model, tokenizer = load_smollm2()
     gx = GenerationExplainer(model, tokenizer)
-    forced = gx(PROMPT, target=" Paris", tol=TOL)
-    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", tol=TOL)
+    forced = gx(PROMPT, target=" Paris", method="integrated_gradients", tol=TOL)
+    contrast = gx(PROMPT, target=" Paris", contrast=" Lyon", method="integrated_gradients", tol=TOL)
     parts = []
     for name, res in (("forced", forced), ("contrast", contrast)):
         print("   " + res.summary().replace("\n", "\n   "))
