@@ -79,7 +79,7 @@ def compare(name: str, model: Any, tok: Any, prompt: str, n_new: int, steps: int
     from integrand.generation import GenerationExplainer
 
     gx = GenerationExplainer(model, tok, baseline="unk", fixed=0, add_bos=False)
-    gen = gx(prompt, max_new_tokens=n_new, steps=2)
+    gen = gx(prompt, max_new_tokens=n_new, method="integrated_gradients", steps=2)
     print(f"{name}: generated {len(gen.target_tokens)} tokens", flush=True)
     target = tok.decode(gen.token_ids[gen.n_prompt :].tolist())
     full = tok.decode(gen.token_ids.tolist())
@@ -92,7 +92,7 @@ def compare(name: str, model: Any, tok: Any, prompt: str, n_new: int, steps: int
         return torch.nan_to_num(raw.sum(-1), nan=0.0).T[:, :-1]
 
     def ours(**kw: Any) -> Any:
-        return gx(prompt, target=target, score="probability", **kw)
+        return gx(prompt, target=target, score="probability", method="integrated_gradients", **kw)
 
     t_inseq, m_inseq, inseq_matrix = measure(lambda: run_inseq(steps), repeats)
     print(f"inseq {steps} steps: {t_inseq:.2f} s", flush=True)
@@ -113,7 +113,7 @@ def compare(name: str, model: Any, tok: Any, prompt: str, n_new: int, steps: int
     import copy
 
     reference = GenerationExplainer(copy.deepcopy(model).double(), tok, baseline="unk", fixed=0, add_bos=False)
-    exact = reference(prompt, target=target, score="probability", steps=steps).matrix
+    exact = reference(prompt, target=target, score="probability", method="ig", steps=steps).matrix
     scale = float(exact.abs().max())
     err_inseq = float((inseq_default - exact).abs().max()) / scale
     err_tol = float((res_tol.matrix.double() - exact).abs().max()) / scale

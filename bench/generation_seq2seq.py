@@ -65,7 +65,7 @@ def main() -> None:
     # Forced random targets: the random model's greedy continuation is EOS at once.
     target = " ".join(f"w{int(i)}" for i in torch.randint(4, 32000, (16,), generator=gen))
     gx = GenerationExplainer(model, tok, baseline="unk", fixed=0)
-    first = gx(source, target=target, steps=2)
+    first = gx(source, target=target, method="integrated_gradients", steps=2)
     wrapped = inseq.load_model(model, "integrated_gradients", tokenizer=tok)
 
     def run_inseq(n: int) -> torch.Tensor:
@@ -80,7 +80,7 @@ def main() -> None:
         return torch.cat([reduce(seq.source_attributions), reduce(seq.target_attributions)[:, :-1]], dim=1)
 
     def ours(**kw: Any) -> Any:
-        return gx(source, target=target, score="logit", **kw)
+        return gx(source, target=target, score="logit", method="integrated_gradients", **kw)
 
     t_inseq, m_inseq, inseq_32 = measure(lambda: run_inseq(32), args.repeats)
     t_ours, m_ours, res = measure(lambda: ours(steps=32), args.repeats)
