@@ -21,7 +21,7 @@ from ..quadrature import make_rule
 from .attribute import BaselineSpec, Request, attribute_rows
 from .batching import Prompts, Row, as_list, check_fixed, context_window, contrast_logprobs, per_prompt
 from .forward_mode import check_gradient_mode
-from .occlusion import Scores, occlusion_rows
+from .occlusion import Scores, check_exact, occlusion_rows
 from .result import GenerationAttribution
 from .seq2seq import Seq2Seq, is_encoder_decoder
 from .steps import DEFAULT_LOGGED, StepFunction, StepSpec, needs_contrast_ids, needs_contrast_prompt, resolve_step
@@ -305,7 +305,7 @@ class GenerationExplainer:
         method = canonical_method(method, METHODS)
         check_gradient_mode(gradient_mode, method)
         if method == "occlusion":
-            _check_exact(steps=steps, rule=rule, tol=tol, max_steps=max_steps, atol=atol, gradient_mode=gradient_mode)
+            check_exact(steps=steps, rule=rule, tol=tol, max_steps=max_steps, atol=atol, gradient_mode=gradient_mode)
         if max_new_tokens is not None and (
             isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1
         ):
@@ -396,17 +396,6 @@ class GenerationExplainer:
             raise InputError("contrast", "a contrastive step function needs contrast= for every prompt")
         if needs_contrast_prompt(fn) and contrast_prompt is None:
             raise InputError("contrast_prompt", "'kl_divergence' needs contrast_prompt=")
-
-
-def _check_exact(**options: object) -> None:
-    """Occlusion integrates nothing: an integration keyword or a gradient mode given with it is a mistake."""
-    for name, value in options.items():
-        if value is not None and not (name == "gradient_mode" and value == "auto"):
-            raise InputError(
-                name,
-                f"{name}= has no effect on method='occlusion' (exact, nothing to integrate, no gradients); "
-                "pass method='integrated_gradients' to integrate",
-            )
 
 
 def _explained(result: GenerationAttribution, target: str | None, contrast: str | None) -> GenerationAttribution:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import torch
 
+from ..errors import InputError
 from ..models import logits_of
 from ..progress import bar
 from .batching import Row
@@ -57,6 +58,17 @@ class Layout:
     forward: Forward
     groups: dict[str, tuple[int, int]] | None
     n_encoder: int | None = None
+
+
+def check_exact(**options: object) -> None:
+    """Occlusion integrates nothing: an integration keyword or a gradient mode given with it is a mistake."""
+    for name, value in options.items():
+        if value is not None and not (name == "gradient_mode" and value == "auto"):
+            raise InputError(
+                name,
+                f"{name}= has no effect on method='occlusion' (exact, nothing to integrate, no gradients); "
+                "pass method='integrated_gradients' to integrate",
+            )
 
 
 def decoder_layout(model: Any, r: Row, device: torch.device) -> Layout:
