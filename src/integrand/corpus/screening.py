@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Sequence
 import torch
 
 from ..errors import InputError
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from .labels import f1
 from .store import GROUPINGS, LEVELS, Corpus, Table
 
@@ -34,7 +34,7 @@ REFERENCES = ("predicted", "gold")
 
 
 @dataclass(frozen=True, repr=False)
-class Screening(ResultMixin):
+class Screening(NoCompleteness):
     """Cues mined per class, and the screen's agreement with each reference on the held-out documents.
 
     ``values`` is ``[row, metric]``: precision, recall and F1 of each (class, reference) row of
@@ -55,18 +55,6 @@ class Screening(ResultMixin):
         columns = [self.scores.column(name) for name in self.METRICS]
         rows = [[float("nan") if v is None else float(v) for v in row] for row in zip(*columns)]
         return torch.tensor(rows, dtype=torch.float64).reshape(-1, len(self.METRICS))
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def method(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import InputError, MissingExtraError, QueryError
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from .integrity import store_files
 from .run import read_manifest
 from .shards import DOCUMENTS_DIR, TOKENS_DIR
@@ -45,7 +45,7 @@ _LOCKDOWN = {
 
 
 @dataclass(frozen=True, repr=False)
-class Table(ResultMixin):
+class Table(NoCompleteness):
     """Query result: column names and rows (``values`` is ``rows``; no completeness: ``delta``,
     ``relative_error`` and ``converged`` are ``None``)."""
 
@@ -55,18 +55,6 @@ class Table(ResultMixin):
     @property
     def values(self) -> tuple[tuple[Any, ...], ...]:
         return self.rows
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def params(self) -> dict[str, Any]:

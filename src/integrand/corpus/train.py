@@ -21,7 +21,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import InputError, MissingExtraError
-from ..protocol import ResultMixin
+from ..protocol import NoCompleteness
 from .labels import SEPARATOR, check_separator, check_threshold, f1, split_labels
 from .sources import load_documents
 
@@ -63,7 +63,7 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, repr=False)
-class TrainReport(ResultMixin):
+class TrainReport(NoCompleteness):
     """What training did: labels, split sizes, held-out metrics and time.
 
     ``values`` holds the held-out metrics (accuracy, macro-F1, then F1 per label); training has no
@@ -89,18 +89,6 @@ class TrainReport(ResultMixin):
         """``[accuracy, macro_f1, f1 of each label]`` on the held-out rows."""
         f1s = [self.per_class_f1.get(label, float("nan")) for label in self.labels]
         return torch.tensor([self.accuracy, self.macro_f1, *f1s], dtype=torch.float64)
-
-    @property
-    def delta(self) -> None:
-        return None
-
-    @property
-    def relative_error(self) -> None:
-        return None
-
-    @property
-    def converged(self) -> None:
-        return None
 
     @property
     def method(self) -> str:
