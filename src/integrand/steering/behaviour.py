@@ -20,6 +20,7 @@ import torch
 from ..errors import InputError
 from ..models import logits_of
 from ..progress import bar as progress_bar
+from .evaluate import next_token_logprobs
 from .examples import Encoder
 from .hooks import capture
 from .judges import Judge, distinct_n
@@ -164,21 +165,12 @@ def continuation_perplexity(model: Any, generations: Generations, *, batch_size:
     device = next(model.parameters()).device
     total, count = 0.0, 0
     rows = [(p, c) for p, c in zip(generations.prompt_ids, generations.token_ids) if c]
-    with torch.no_grad():
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            lengths = [len(p) + len(c) for p, c in chunk]
-            width = max(lengths)
-            seq = torch.tensor(
-                [list(p) + list(c) + [0] * (width - n) for (p, c), n in zip(chunk, lengths)], device=device
-            )
-            mask = torch.tensor([[1] * n + [0] * (width - n) for n in lengths], device=device)
-            out = model(input_ids=seq, attention_mask=mask, use_cache=False)
-            logits = logits_of(out)
-            logp = logits[:, :-1].double().log_softmax(dim=-1).gather(-1, seq[:, 1:, None])[..., 0]
-            for i, (p, c) in enumerate(chunk):
-                total -= float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].sum())
-                count += len(c)
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        logp, _ = next_token_logprobs(model, [list(p) + list(c) for p, c in chunk], device)
+        for i, (p, c) in enumerate(chunk):
+            total -= float(logp[i, len(p) - 1 : len(p) - 1 + len(c)].sum())
+            count += len(c)
     return math.exp(total / count) if count else float("nan")
 
 

@@ -74,6 +74,18 @@ def preference_scores(
     return PreferenceScores(both[:, 0].clone(), both[:, 1].clone())
 
 
+def next_token_logprobs(model: Any, rows: Sequence[Sequence[int]], device: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``log p(token_t | tokens_<t)`` for t >= 1 of right-padded ``rows`` in one no-grad pass, and the mask of
+    real tokens among those positions: both ``[len(rows), longest - 1]``."""
+    longest = max(len(ids) for ids in rows)
+    seq = torch.tensor([list(ids) + [0] * (longest - len(ids)) for ids in rows], device=device)
+    mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in rows], device=device)
+    with torch.no_grad():
+        logits = logits_of(model(input_ids=seq, attention_mask=mask, use_cache=False))
+        logp = logits[:, :-1].double().log_softmax(dim=-1).gather(-1, seq[:, 1:, None])[..., 0]
+    return logp, mask[:, 1:].bool()
+
+
 def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, add_bos: bool | None = None) -> float:
     """``exp`` of the mean next-token negative log-likelihood over all tokens of ``texts`` (BOS not scored)."""
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
@@ -84,14 +96,7 @@ def perplexity(model: Any, tokenizer: Any, texts: Sequence[str], *, add_bos: boo
     for i, ids in enumerate(encoded):
         if len(ids) < 2:
             raise InputError(f"neutral[{i}]", "needs at least two tokens")
-    longest = max(len(ids) for ids in encoded)
-    seq = torch.tensor([ids + [0] * (longest - len(ids)) for ids in encoded], device=device)
-    mask = torch.tensor([[1] * len(ids) + [0] * (longest - len(ids)) for ids in encoded], device=device)
-    with torch.no_grad():
-        out = model(input_ids=seq, attention_mask=mask, use_cache=False)
-        logits = logits_of(out)
-        logp = logits[:, :-1].double().log_softmax(dim=-1).gather(-1, seq[:, 1:, None])[..., 0]
-    scored = mask[:, 1:].bool()
+    logp, scored = next_token_logprobs(model, encoded, device)
     total = -float(logp[scored].sum())
     count = int(scored.sum())
     return math.exp(total / count)
