@@ -36,6 +36,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ("generate --model missing", ["generate", "hi", "--model", "{tmp}/nomodel"], 2, "--model"),
     ("generate --model is a file", ["generate", "hi", "--model", "{tmp}/afile"], 2, "--model"),
     ("generate --model without config", ["generate", "hi", "--model", "{tmp}/empty"], 2, "--model"),
+    ("generate --tol under occlusion", ["generate", "hi", "--tol", "1e-3"], 2, "--tol"),
+    ("generate --steps under occlusion", ["generate", "hi", "--method", "occlusion", "--steps", "8"], 2, "--steps"),
     ("run --out is a file", ["run", "{tmp}/data.csv", "--out", "{tmp}/afile"], 2, "--out"),
     ("run --steps 0", ["run", "{tmp}/data.csv", "--out", "{tmp}/store", "--steps", "0"], 2, "--steps"),
     ("run --workers 0", ["run", "{tmp}/data.csv", "--out", "{tmp}/store", "--workers", "0"], 2, "--workers"),

@@ -93,17 +93,23 @@ def test_one_source_of_defaults_for_api_and_cli() -> None:
     # The corpus runner and the steering fit.
     settings = ExplainSettings()
     assert TEXT_METHODS[settings.method] == defaults.METHOD and settings.baseline == defaults.TEXT_BASELINE
-    assert contrastive.DEFAULT_STEPS == defaults.STEER_STEPS
+    assert settings.integration == defaults.CLI and ExplainSettings(steps=8).config == defaults.Integration(steps=8)
+    assert defaults.Integration(steps=defaults.STEER_STEPS) == defaults.STEERING
     fit = inspect.signature(steering_fit).parameters
-    assert fit["steps"].default is None and fit["tol"].default is None
+    assert fit["steps"].default is None and fit["tol"].default is None and fit["integration"].default is None
+    assert inspect.signature(contrastive.contrastive_ig).parameters["steps"].default is None
     # Generation: error control to TOL, the method read from one constant.
     gen = inspect.signature(GenerationExplainer._explain).parameters
     assert gen["method"].default == DEFAULT_METHOD and gen["tol"].default is None
     assert defaults.GENERATION.tol == DEFAULT_TOL
     # The command line reads the same values.
-    for command in ("explain", "generate", "run"):
+    for command in ("explain", "run"):
         assert _options(_sub(command))["tol"].default == defaults.CLI.tol == DEFAULT_TOL, command
+    for command in ("explain", "generate", "run"):
         assert _options(_sub(command))["steps"].default is None, command
+    # generate: None, so an explicit --tol can be refused under occlusion; integration_from fills CLI.tol.
+    generate = _options(_sub("generate"))["tol"]
+    assert generate.default is None and f"default: {defaults.CLI.tol:g}" in str(generate.help)
     explain = _options(_sub("explain"))
     assert explain["method"].default == defaults.METHOD and explain["baseline"].default == defaults.TEXT_BASELINE
     assert _options(_sub("generate"))["method"].default in (None, DEFAULT_METHOD)

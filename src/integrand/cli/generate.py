@@ -43,8 +43,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--tol",
         type=positive_number,
-        default=CLI.tol,
-        help="integrated_gradients: relative completeness tolerance per target token",
+        default=None,
+        help=f"integrated_gradients: relative completeness tolerance per target token (default: {CLI.tol:g})",
     )
     p.add_argument("--html", type=output_file, default=None, help="write the token x token heatmap here")
     p.add_argument("--save", type=output_file, default=None, help="write the result (.safetensors) here")
@@ -58,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     method = DEFAULT_METHOD if args.method is None else args.method
-    if method == "occlusion" and args.steps is not None:
-        from ..errors import InputError
+    for flag, given in (("--steps", args.steps), ("--tol", args.tol)):
+        if method == "occlusion" and given is not None:
+            from ..errors import InputError
 
-        raise InputError("--steps", "occlusion is exact (nothing to integrate); add --method integrated_gradients")
+            raise InputError(flag, "occlusion is exact (nothing to integrate); add --method integrated_gradients")
     model: Any
     if args.model is None:
         from ..generation.smollm import load_smollm2

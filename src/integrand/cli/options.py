@@ -29,10 +29,12 @@ def _bad(expected: str, value: str) -> argparse.ArgumentTypeError:
     return argparse.ArgumentTypeError(f"expected {expected}, got {value!r}")
 
 
-def integration_from(args: argparse.Namespace) -> Integration:
-    """The one ``Integration`` of a command: ``--steps`` (a fixed rule) or ``--tol``, over ``defaults.CLI``."""
+def integration_from(args: argparse.Namespace, default: Integration = CLI) -> Integration:
+    """The one ``Integration`` of a command: ``--steps`` (a fixed rule) or ``--tol``, over ``default``
+    (the command's policy in ``integrand.defaults``)."""
     steps = getattr(args, "steps", None)
-    return Integration.from_kwargs(default=CLI, steps=steps, tol=None if steps is not None else args.tol)
+    tol = getattr(args, "tol", None)
+    return Integration.from_kwargs(default=default, steps=steps, tol=None if steps is not None else tol)
 
 
 def text(value: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..defaults import CLI
-from .options import int_or_name, output_dir, positive_int, positive_number
+from .options import int_or_name, integration_from, output_dir, positive_int, positive_number
 
 _FLAGS = {"target": "--target", "threshold": "--threshold", "max_failures": "--max-failures"}
 
@@ -73,8 +73,7 @@ def run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FailedDocumentsWarning)
         try:
-            tol = None if args.steps is not None else args.tol
-            settings = ExplainSettings(target=target, steps=args.steps, tol=tol, threshold=args.threshold)
+            settings = ExplainSettings(target=target, integration=integration_from(args), threshold=args.threshold)
             summary = _run(explainer, args, settings)
         except InputError as exc:
             if exc.argument in _FLAGS:

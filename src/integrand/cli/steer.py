@@ -7,8 +7,8 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from ..defaults import STEER_STEPS
-from .options import int_or_name, output_file, positive_int, positive_number
+from ..defaults import STEER_STEPS, STEERING
+from .options import int_or_name, integration_from, output_file, positive_int, positive_number
 
 DEFAULT_MODEL = "smollm2"
 
@@ -130,8 +130,7 @@ def _fit(args: argparse.Namespace) -> int:
         variant=args.variant,
         reducer=args.reducer,
         baseline=int_or_name(args.baseline),
-        steps=args.steps,
-        tol=args.tol,
+        integration=integration_from(args, STEERING),
         progress=args.progress,
     )
     path = vector.save(args.out)

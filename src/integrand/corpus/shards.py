@@ -7,7 +7,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..defaults import CLI
 from ..errors import IntegrandError, MissingExtraError
+from ..integration import Integration
+from ..text.explainer import METHODS as TEXT_METHODS
 from .sources import Document
 from .targets import Planned, plan
 
@@ -21,16 +24,35 @@ class ExplainSettings:
 
     ``target``: a label name or index, None or "predicted" (each document's predicted label), or "gold"
     (each document's own label); ``threshold``: the probability from which a multi-label model predicts a
-    label (see ``integrand.corpus.targets`` for the row groups of multi-label runs).
+    label (see ``integrand.corpus.targets`` for the row groups of multi-label runs); ``integration``: the
+    path integral of each document (``integrand.integration.Integration``; default ``defaults.CLI``,
+    error control to the one default tolerance). ``steps``/``tol`` are shorthand for it: they are folded
+    into ``integration`` on construction and read back as None.
     """
 
     target: str | int | None = None
     threshold: float = 0.5
     method: str = "ig"
     baseline: str | int = "pad"
+    integration: Integration | None = None
     steps: int | None = None
     tol: float | None = None
     text_batch: int = 16
+
+    def __post_init__(self) -> None:
+        given = self.integration
+        if isinstance(given, dict):  # read back from a manifest or a Ray worker's arguments
+            given = Integration.from_params(given)
+        resolved = Integration.from_kwargs(given, default=CLI, steps=self.steps, tol=self.tol)
+        object.__setattr__(self, "integration", resolved)
+        object.__setattr__(self, "steps", None)
+        object.__setattr__(self, "tol", None)
+
+    @property
+    def config(self) -> Integration:
+        """``integration``, resolved (never None after construction)."""
+        assert self.integration is not None
+        return self.integration
 
 
 def _pyarrow() -> Any:
@@ -53,8 +75,7 @@ def _explain(explainer: Any, work: Sequence[Planned], settings: ExplainSettings)
             target=[p.target for p in work],
             method=settings.method,
             baseline=settings.baseline,
-            steps=settings.steps,
-            tol=settings.tol,
+            integration=None if TEXT_METHODS.get(settings.method) == "lrp" else settings.config,
             text_batch=settings.text_batch,
         )
     )

@@ -13,14 +13,14 @@ from typing import Any, Sequence
 
 import torch
 
+from ..defaults import STEERING
 from ..errors import InputError, ModelError
 from ..inputs import InputSet
-from ..methods.integrated_gradients import DEFAULT_MAX_STEPS, integrate_path
+from ..integration import Integration
+from ..methods.integrated_gradients import integrate_path
 from ..models import logits_of
 from ..result import Attribution
 from .examples import Encoded
-
-DEFAULT_STEPS = 16
 
 
 def _logits(model: Any, embeds: torch.Tensor, mask: torch.Tensor | None, keep: torch.Tensor) -> torch.Tensor:
@@ -121,17 +121,18 @@ def contrastive_ig(
     embedding: torch.nn.Module,
     example: Encoded,
     *,
+    integration: Integration | None = None,
     steps: int | None = None,
-    rule: str = "gauss-legendre",
+    rule: str | None = None,
     tol: float | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
-    atol: float = 0.0,
+    max_steps: int | None = None,
+    atol: float | None = None,
     batch_size: int | None = None,
     memory_budget: int | None = None,
 ) -> Attribution:
     """IG of the contrastive whole-answer score from the example's baseline to its prompt embeddings.
 
-    ``steps`` points of a fixed ``rule`` (default 16), or error control with ``tol``.
+    ``integration``, or the shorthand keywords over ``defaults.STEERING`` (16 Gauss-Legendre points).
     ``values`` is ``[1, P, hidden]``; ``values.sum(-1)`` are the token attributions and
     ``delta`` the completeness error. Fixed positions equal their baseline and get zero.
     """
@@ -141,13 +142,17 @@ def contrastive_ig(
         inputs,
         {"input": example.baseline[None]},
         None,
-        steps=DEFAULT_STEPS if steps is None and tol is None else steps,
-        rule=rule,
-        tol=tol,
-        max_steps=max_steps,
-        atol=atol,
-        batch_size=batch_size,
-        memory_budget=memory_budget,
+        integration=Integration.from_kwargs(
+            integration,
+            default=STEERING,
+            steps=steps,
+            rule=rule,
+            tol=tol,
+            max_steps=max_steps,
+            atol=atol,
+            batch_size=batch_size,
+            memory_budget=memory_budget,
+        ),  # fmt: skip
         forward_kwargs=None,
         method="contrastive_integrated_gradients",
         extra_params={"fixed": example.fixed, "score": "log P(preferred) - log P(dispreferred)"},

@@ -17,11 +17,12 @@ from typing import Any, Sequence
 import torch
 
 from ..checks import check_model
-from ..convergence import DEFAULT_TOL, summarize
+from ..convergence import summarize
+from ..defaults import STEERING
 from ..errors import ConvergenceWarning, InputError, ModelError
-from ..methods.integrated_gradients import DEFAULT_MAX_STEPS
+from ..integration import Integration
 from ..progress import bar as progress_bar
-from .contrastive import DEFAULT_STEPS, contrastive_ig, occlusion_attribution, one_pass_attribution
+from .contrastive import contrastive_ig, occlusion_attribution, one_pass_attribution
 from .examples import BaselineSpec, Encoded, Encoder
 from .hooks import capture, check_layers
 from .vector import SteeringVector
@@ -82,20 +83,19 @@ def _last_hidden(
 
 
 def _token_scores(
-    model: Any, encoder: Encoder, example: Encoded, attribution: str, ig: dict[str, Any]
+    model: Any, encoder: Encoder, example: Encoded, attribution: str, ig: Integration
 ) -> tuple[torch.Tensor, float, float | None, bool, str | None]:
     """(token attributions [P], contrastive score, relative completeness error, converged, IG's rule)."""
     if attribution == "occlusion":
-        values, score = occlusion_attribution(model, encoder.embedding, example, batch_size=ig["batch_size"])
+        values, score = occlusion_attribution(model, encoder.embedding, example, batch_size=ig.batch_size)
         return values, score, None, True, None  # exact: no integration, nothing to converge
     if attribution != "ig":
-        tol = DEFAULT_TOL if ig["tol"] is None else ig["tol"]
-        one = one_pass_attribution(model, encoder.embedding, example, attribution, tol)
+        one = one_pass_attribution(model, encoder.embedding, example, attribution, ig.judged_at)
         return one.values.sum(dim=-1), one.score, one.relative_error, one.converged, None
     with warnings.catch_warnings():
         # One example per call: fit() counts and names the unconverged examples itself.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        result = contrastive_ig(model, encoder.embedding, example, **ig)
+        result = contrastive_ig(model, encoder.embedding, example, integration=ig)
     assert isinstance(result.values, torch.Tensor)
     rel = result.relative_error
     return (
@@ -114,7 +114,7 @@ def _grains_shifts(
     layers: Sequence[int],
     k: int,
     attribution: str,
-    ig: dict[str, Any],
+    ig: Integration,
 ) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor], dict[str, Any]]:
     token_scores, score, rel, converged, rule = _token_scores(model, encoder, example, attribution, ig)
     # The read-out (last) position is never masked: masking it replaces the read-out token itself, and the
@@ -165,10 +165,11 @@ def fit(
     reducer: str | None = None,
     baseline: BaselineSpec = "pad",
     add_bos: bool | None = None,
+    integration: Integration | None = None,
     steps: int | None = None,
-    rule: str = "gauss-legendre",
+    rule: str | None = None,
     tol: float | None = None,
-    max_steps: int = DEFAULT_MAX_STEPS,
+    max_steps: int | None = None,
     batch_size: int | None = None,
     memory_budget: int | None = None,
     model_name: str | None = None,
@@ -196,8 +197,10 @@ def fit(
         reducer: "pca" (default for GrAInS) or "mean" (default for mean-diff).
         baseline: the masking token and IG baseline of text prompts: "pad" (falls back to unk,
             then eos), "unk", "eos", "bos", a token id or "zeros".
-        steps, rule, tol, max_steps: the contrastive IG's quadrature: ``steps`` points of ``rule``
-            (default 16), or error control to relative completeness error ``tol``.
+        integration: the contrastive IG's quadrature (``integrand.integration.Integration``), or the
+            shorthand ``steps``/``rule``/``tol``/``max_steps``/``batch_size``/``memory_budget`` over
+            ``defaults.STEERING`` (16 Gauss-Legendre points); ``batch_size`` also sets occlusion's rows
+            per pass, and ``tol`` the tolerance one-pass attributions are judged at.
         progress: a bar of pairs done, with the number whose IG converged (None: when stderr is a
             terminal; see ``integrand.progress``).
 
@@ -223,14 +226,10 @@ def fit(
             n = example.embeds.shape[0] - example.fixed - 1
             if k > n:
                 raise InputError("k", f"k={k} is larger than examples[{i}]'s prompt ({n} maskable tokens)")
-    ig = {
-        "steps": steps,
-        "rule": rule,
-        "tol": tol,
-        "max_steps": max_steps,
-        "batch_size": batch_size,
-        "memory_budget": memory_budget,
-    }
+    ig = Integration.from_kwargs(
+        integration, default=STEERING, steps=steps, rule=rule, tol=tol, max_steps=max_steps,
+        batch_size=batch_size, memory_budget=memory_budget,
+    )  # fmt: skip
     positive: dict[int, list[torch.Tensor]] = {layer: [] for layer in chosen}
     negative: dict[int, list[torch.Tensor]] = {layer: [] for layer in chosen}
     infos = []
@@ -270,7 +269,7 @@ def fit(
         )
         from ..circuits.lrp import LRP_TOL
 
-        converged_tol = LRP_TOL if attribution == "lrp" else DEFAULT_TOL if tol is None else tol
+        converged_tol = LRP_TOL if attribution == "lrp" else ig.judged_at
         ig_run = attribution == "ig"  # the rule recorded: bisection if any pair's IG needed it
         params.update(
             attribution=attribution,
@@ -279,9 +278,10 @@ def fit(
             n_unconverged=summary.n_unconverged,
             unconverged_share=summary.unconverged_share,
             unconverged_examples=[j for j, i in enumerate(infos) if not i["converged"]],
-            steps=(DEFAULT_STEPS if steps is None else steps) if tol is None and ig_run else None,
+            steps=ig.steps if ig_run else None,
             rule=max((i["rule"] for i in infos), key=len) if ig_run and infos else None,
-            tol=tol if attribution in ("ig", "input_x_gradient") else None,
+            tol=ig.tol if attribution in ("ig", "input_x_gradient") else None,
+            integration=ig.as_params() if ig_run else None,
             median_relative_error=statistics.median(errors) if errors else None,
             max_relative_error=max(errors) if errors else None,
             examples=infos,
