@@ -18,18 +18,22 @@ import torch
 from .checks import check_call
 from .errors import InputError, ModelError
 from .inputs import InputSet, call_model, gather_kwargs
-from .integrate import Evaluate, line
+from .integrate import Evaluate
+from .paths import line
 from .targets import Target, select
 
 DEFAULT_MEMORY_FRACTION = 0.25
 """Share of currently available memory (host RAM, or free GPU memory) used when no budget is given."""
 
-CPU_CHUNK_BYTES = 8 << 20
-"""On CPU, small models run fastest when a chunk's autograd memory stays within a few cache sizes
-(digits CNN: 256-335 points best, 2048 points 40-100% slower); larger chunks only add memory traffic."""
-CPU_MIN_CHUNK = 32
-"""Transformers need enough rows per pass for efficient matrix products (MiniLM: 8 points per pass
-35% slower than 32 or more), so at least this many points go together when the memory budget allows."""
+BYTES_PER_SAVED = 3 << 19
+"""On CPU, the autograd memory a chunk should hold per tensor autograd saves: 1.5 MiB (``bench/chunks.py``).
+
+Each saved tensor stands for one operation of the forward and backward passes, and each operation
+has a fixed dispatch cost besides its work on the chunk's data. A chunk is large enough once that
+work dominates; larger chunks then stop paying and only cost memory. Measured with one thread on
+five models, from the digits CNN (best at ~1000 points per pass) to a 512-token GPT-2-like model
+(best at 2): 1 MiB and 1.5 MiB land within 7% and 4% of the fastest fixed chunk; 2 MiB puts 39
+points in a chunk of the 32x32 CNN, whose best is 32, for 20% more memory."""
 
 
 def available_memory(device: torch.device) -> int:
@@ -62,23 +66,28 @@ def _parameter_storages(model: Any) -> set[int]:
 
 @dataclass(frozen=True)
 class Probe:
-    """The model output at the inputs, and the autograd memory one point costs."""
+    """The model output at the inputs, the autograd memory one point costs and how many tensors
+    autograd saves in one pass (a count of the pass's operations)."""
 
     output: torch.Tensor
     bytes_per_point: int
+    saved_tensors: int = 1
 
 
 T = TypeVar("T")
 
 
-def autograd_bytes(model: Any, run: Callable[[], T]) -> tuple[T, int]:
-    """Run ``run()`` with autograd on and count the bytes autograd saves (parameters and buffers excluded)."""
+def autograd_bytes(model: Any, run: Callable[[], T]) -> tuple[T, int, int]:
+    """Run ``run()`` with autograd on; count the bytes autograd saves (parameters and buffers excluded)
+    and the tensors it saves (all of them)."""
     shared = _parameter_storages(model)
     seen: set[int] = set()
     saved = 0
+    count = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:
-        nonlocal saved
+        nonlocal saved, count
+        count += 1
         ptr = t.untyped_storage().data_ptr()
         if ptr not in shared and ptr not in seen:
             seen.add(ptr)
@@ -88,7 +97,7 @@ def autograd_bytes(model: Any, run: Callable[[], T]) -> tuple[T, int]:
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = run()
-    return out, saved
+    return out, saved, count
 
 
 def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[str, Any] | None) -> Probe:
@@ -100,14 +109,21 @@ def probe(model: Callable[..., Any], inputs: InputSet, forward_kwargs: Mapping[s
     leaves = {k: v.detach().requires_grad_(True) for k, v in inputs.tensors.items()}
     example = torch.arange(inputs.batch, device=inputs.device)
     kwargs = gather_kwargs(forward_kwargs, inputs.batch, example)
-    output, saved = autograd_bytes(model, lambda: call_model(model, inputs, leaves, kwargs))
+    output, saved, count = autograd_bytes(model, lambda: call_model(model, inputs, leaves, kwargs))
     # Inputs, their gradients and the output count too; autograd buffers roughly double at backward.
     per_point = 2 * saved // inputs.batch + 3 * sum(inputs.sizes()) * inputs.tensors[inputs.names[0]].element_size()
-    return Probe(output=output.detach(), bytes_per_point=max(1, per_point))
+    return Probe(output=output.detach(), bytes_per_point=max(1, per_point), saved_tensors=max(1, count))
 
 
-def chunk_size(batch_size: int | None, memory_budget: int | None, bytes_per_point: int, device: torch.device) -> int:
-    """Points per forward/backward: ``batch_size`` if given, else what fits the memory budget."""
+def chunk_size(
+    batch_size: int | None,
+    memory_budget: int | None,
+    bytes_per_point: int,
+    device: torch.device,
+    saved_tensors: int = 1,
+) -> int:
+    """Points per forward/backward: ``batch_size`` if given, else what fits the memory budget; on CPU
+    no more than it takes for ``BYTES_PER_SAVED`` per saved tensor (``saved_tensors`` per pass)."""
     if batch_size is not None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
@@ -120,7 +136,7 @@ def chunk_size(batch_size: int | None, memory_budget: int | None, bytes_per_poin
         budget = default_memory_budget(device)
     fits = max(1, budget // bytes_per_point)
     if device.type == "cpu":
-        return min(fits, max(CPU_MIN_CHUNK, CPU_CHUNK_BYTES // bytes_per_point))
+        return min(fits, max(1, -(-saved_tensors * BYTES_PER_SAVED // bytes_per_point)))
     return fits
 
 

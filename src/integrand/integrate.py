@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from . import convergence
+from .paths import accumulate
 from .progress import Bar
 from .quadrature import Rule, clenshaw_curtis_level, interleave_level
 
@@ -74,12 +75,6 @@ _COARSE = np.array([1.0, 0.0, 4.0, 0.0, 1.0]) / 6.0  # Simpson on [a, b]
 _FINE = np.array([1.0, 4.0, 2.0, 4.0, 1.0]) / 12.0  # Simpson on [a, m] and [m, b]
 
 
-def line(start: torch.Tensor, end: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-    """Points ``start + alpha * (end - start)`` of straight paths; ``alpha`` [P] runs along the first dim."""
-    a = alpha.to(device=end.device, dtype=end.dtype).view((-1,) + (1,) * (end.dim() - 1))
-    return start + a * (end - start)
-
-
 def noise_floor(magnitude: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The error level sums of this size cannot resolve: ``NOISE_ULPS * eps(dtype) * magnitude``.
 
@@ -113,7 +108,7 @@ def fixed(
         contrib, _ = evaluate(rows[sl], alphas[sl])
         if out is None:
             out = contrib.new_zeros(n_rows, *contrib.shape[1:])
-        out.index_add_(0, rows[sl], contrib * w[sl].to(contrib.dtype)[:, None, None])
+        accumulate(out, rows[sl], contrib, w[sl])
         del contrib  # not alive during the next chunk's forward/backward: peak memory
         bar.advance(int(rows[sl].shape[0]))
     assert out is not None

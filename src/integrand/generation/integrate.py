@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 
 from ..errors import InputError, ModelError
-from ..integrate import Evaluate, line
+from ..integrate import Evaluate
+from ..paths import line
 from .runner import Batch, Runner
 from .steps import StepArgs, StepFunction
 

@@ -19,10 +19,11 @@ import torch
 from ..checks import check_count, check_positive
 from ..errors import InputError
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set
+from ..paths import PathStep, path_sum
 from ..quadrature import make_rule
 from ..result import Attribution
 from ..targets import TargetSpec
-from .gradient_support import PathStep, Points, Setup, evaluate, flat, path_sum, prepare, result
+from .gradient_support import Points, Setup, evaluate, flat, prepare, result
 
 DEFAULT_MAX_SIGMA = 50.0
 DEFAULT_STEPS = 100

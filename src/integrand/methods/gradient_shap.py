@@ -21,7 +21,7 @@ import torch
 from ..checks import SEED_BOUND, check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import TENSOR_KEY, Inputs, InputSet, as_input_set
-from ..integrate import line
+from ..paths import PathStep, line, path_sum
 from ..result import Attribution
 from ..targets import TargetSpec
 from .gradient_support import Points, Setup, evaluate, flat, prepare, result
@@ -115,10 +115,13 @@ def sampled_paths(
                 diffs[name] = end - refs[name]
             yield Points(points, example, {"diff": flat(diffs)})
 
-    values = torch.zeros(inputs.batch, sum(inputs.sizes()), dtype=inputs.dtype, device=inputs.device)
-    for block, points in evaluate(setup.engine, stream()):
-        values.index_add_(0, points.example, flat(block.grads) * points.aux["diff"])
-    return values / samples, score_baseline
+    def walk() -> Iterator[PathStep]:
+        for block, points in evaluate(setup.engine, stream()):
+            # Expected gradients: each sampled path's one point, weighted 1 / samples.
+            yield PathStep(points.example, block.scores.double(), flat(block.grads).double(),
+                           points.aux["diff"].double() / samples)  # fmt: skip
+
+    return path_sum(inputs, walk()).to(inputs.dtype), score_baseline
 
 
 def _run(

@@ -90,7 +90,9 @@ def prepare(
     input_set = inputs if isinstance(inputs, InputSet) else as_input_set(inputs)
     measured = probe(model, input_set, forward_kwargs)
     resolved = resolve_target(target, measured.output)
-    chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point * points_per_pass, input_set.device)
+    chunk = chunk_size(
+        batch_size, memory_budget, measured.bytes_per_point * points_per_pass, input_set.device, measured.saved_tensors
+    )
     engine = Engine(model, input_set, resolved, forward_kwargs, chunk)
     example = torch.arange(input_set.batch, device=input_set.device)
     score_input = engine.scores(input_set.tensors, example)
@@ -215,25 +217,3 @@ def result(
         method=method,
         params={"target": setup.target_name, **params},
     )
-
-
-@dataclass(frozen=True)
-class PathStep:
-    """Gradients and scores at a block of path points, and each point's share of the path.
-
-    ``move`` is what the gradient is dotted with in the path sum (a displacement, or a quadrature
-    weight times the path's derivative). Everything is float64: path sums accumulate many terms.
-    """
-
-    example: torch.Tensor
-    scores: torch.Tensor
-    grads: torch.Tensor
-    move: torch.Tensor
-
-
-def path_sum(inputs: InputSet, steps: Iterable[PathStep]) -> torch.Tensor:
-    """``Σ grad ⊙ move`` per example: the path integral's quadrature, flat, in float64."""
-    values = torch.zeros(inputs.batch, sum(inputs.sizes()), dtype=torch.float64, device=inputs.device)
-    for step in steps:
-        values.index_add_(0, step.example, step.grads * step.move)
-    return values

@@ -18,9 +18,10 @@ from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_count
 from ..errors import InputError
 from ..inputs import Inputs, as_input_set
+from ..paths import PathStep, path_sum
 from ..result import Attribution
 from ..targets import TargetSpec
-from .gradient_support import PathStep, Points, Setup, evaluate, flat, path_sum, prepare, result
+from .gradient_support import Points, Setup, evaluate, flat, prepare, result
 
 DEFAULT_STEPS = 200
 DEFAULT_FRACTION = 0.25

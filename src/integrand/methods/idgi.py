@@ -19,12 +19,12 @@ from ..baselines import BaselineSpec, make_baselines
 from ..checks import check_count, check_positive
 from ..errors import InputError
 from ..inputs import Inputs, InputSet, as_input_set
-from ..integrate import line
+from ..paths import PathStep, line, path_sum
 from ..result import Attribution
 from ..targets import TargetSpec
 from .blur_ig import DEFAULT_MAX_SIGMA, BlurPath, blur_path, check_images
 from .blur_ig import DEFAULT_STEPS as BLUR_STEPS
-from .gradient_support import PathStep, Points, Setup, evaluate, flat, prepare, result
+from .gradient_support import Points, Setup, evaluate, flat, prepare, result
 from .guided_ig import DEFAULT_FRACTION, DEFAULT_MAX_DIST, check_guided, guided_path
 from .guided_ig import DEFAULT_STEPS as GUIDED_STEPS
 
@@ -32,11 +32,15 @@ PATHS = ("integrated_gradients", "guided_ig", "blur_ig")
 DEFAULT_STEPS = {"integrated_gradients": 50, "guided_ig": GUIDED_STEPS, "blur_ig": BLUR_STEPS}
 
 
-def idgi_sum(inputs: InputSet, steps: Iterable[PathStep], final_scores: torch.Tensor) -> torch.Tensor:
-    """IDGI values, flat float64, from path steps that arrive in path order within each example."""
+def idgi_steps(inputs: InputSet, steps: Iterable[PathStep], final_scores: torch.Tensor) -> Iterator[PathStep]:
+    """IDGI as path steps of the one path sum, from path steps that arrive in path order within each example.
+
+    Each point's score change since its predecessor is split over features by the predecessor's
+    squared-gradient share: the step's ``grads`` are that share and its ``move`` the score change
+    (the last point's change to ``final_scores`` comes as a final step).
+    """
     batch, features = inputs.batch, sum(inputs.sizes())
-    values = torch.zeros(batch, features, dtype=torch.float64, device=inputs.device)
-    last_share = torch.zeros_like(values)
+    last_share = torch.zeros(batch, features, dtype=torch.float64, device=inputs.device)
     last_score = torch.zeros(batch, dtype=torch.float64, device=inputs.device)
     seen = torch.zeros(batch, dtype=torch.bool, device=inputs.device)
     for step in steps:
@@ -53,13 +57,14 @@ def idgi_sum(inputs: InputSet, steps: Iterable[PathStep], final_scores: torch.Te
         prev_score = torch.where(follows, scores.roll(1), last_score[ex])
         has_prev = follows | seen[ex]
         change = torch.where(has_prev, scores - prev_score, torch.zeros_like(scores))
-        values.index_add_(0, ex, prev_share * change[:, None])
+        yield PathStep(ex, scores, prev_share, change[:, None])
         ends = torch.ones_like(follows)
         ends[:-1] = ex[1:] != ex[:-1]
         last_share[ex[ends]] = share[ends]
         last_score[ex[ends]] = scores[ends]
         seen[ex[ends]] = True
-    return values + last_share * (final_scores.double() - last_score)[:, None]
+    every = torch.arange(batch, device=inputs.device)
+    yield PathStep(every, final_scores.double(), last_share, (final_scores.double() - last_score)[:, None])
 
 
 def straight_path(setup: Setup, baselines: Mapping[str, torch.Tensor], steps: int) -> Iterator[PathStep]:
@@ -143,7 +148,7 @@ def idgi(
         else:
             _unused(path, fraction=fraction, max_dist=max_dist)
             walk = straight_path(setup, baselines, n)
-    values = idgi_sum(input_set, walk, setup.score_input).to(input_set.dtype)
+    values = path_sum(input_set, idgi_steps(input_set, walk, setup.score_input)).to(input_set.dtype)
     score_baseline = setup.engine.scores(baselines, setup.example)
     return result(
         setup,
