@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from integrand.circuits import GRADIENT, LRPRules, intervene, layout_for, log_prob, logit_diff, patching
+from integrand.errors import ConvergenceWarning
 from tests.reference.circuit_models import linear_lm, tiny_bert, tiny_gpt2, tiny_llama, token_pairs
 
 METRIC = logit_diff([3, 4, 5], [6, 7, 8])
@@ -54,6 +55,24 @@ def test_ig_component_paths_converge_to_activation_patching() -> None:
     scale = float(ref.scores.abs().max())
     assert all(b < a for a, b in zip(errors, errors[1:])), errors
     assert errors[-1] < 1e-5 * scale < float((attr.scores - ref.scores).abs().max())
+
+
+@pytest.mark.parametrize("tol", [1e-2, 1e-3, 1e-4])
+def test_ig_patching_error_control_meets_tol_against_activation_patching(tol: float) -> None:
+    # Component paths integrate exactly to activation patching; tol= must bound the gap it claims.
+    model = tiny_gpt2()
+    clean, corrupted = token_pairs()
+    ref = patching(model, clean, corrupted, METRIC)
+    ig = patching(model, clean, corrupted, METRIC, method="ig", ig_path="component", tol=tol)
+    assert ig.converged is not None and bool(ig.converged.all())
+    assert ig.relative_error is not None and float(ig.relative_error.max()) <= tol
+    scale = ref.scores.abs() + 1e-6 * float(ref.scores.abs().max())  # the float32 noise floor
+    assert float(((ig.scores - ref.scores).abs() / scale).max()) <= 2 * tol
+    with pytest.warns(ConvergenceWarning):  # one point misses the default tolerance, and says so
+        fixed = patching(model, clean, corrupted, METRIC, method="ig", ig_path="component", steps=1)
+    assert float(((fixed.scores - ref.scores).abs() / scale).max()) > 2 * tol  # error control did work
+    assert ig.params["rule"] in ("clenshaw-curtis", "clenshaw-curtis+bisection")
+    assert min(ig.params["path_steps"]) >= 3 and ig.params["integration"]["tol"] == tol
 
 
 def _whole_site_effect(model: torch.nn.Module, site: Any, clean: torch.Tensor, corrupted: torch.Tensor) -> float:

@@ -24,8 +24,6 @@ from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..defaults import PATCHING
 from ..errors import InputError, ModelError
 from ..integration import EXACT, Integration
-from ..quadrature import make_rule
-from .completeness import endpoints, judge
 from .components import (
     KINDS,
     Component,
@@ -37,6 +35,7 @@ from .components import (
     recorder,
     resolve_components,
 )
+from .ig_paths import Job, component_scores, endpoints, integrate_jobs, judge, part
 from .lrp import LRPRules, lrp_rules
 from .metrics import Metric
 from .result import Cost, PatchingResult
@@ -201,13 +200,8 @@ def _delta(clean: torch.Tensor, corr: torch.Tensor, pairs: Sequence[tuple[int, i
     return d
 
 
-def _part(comp: Component, t: torch.Tensor) -> torch.Tensor:
-    """The slice of a site tensor ``[N, seq, ...]`` that belongs to ``comp``."""
-    return t[:, :, comp.index] if comp.kind == "head" else t[:, comp.index]
-
-
 def _score(comp: Component, delta: torch.Tensor, grad: torch.Tensor) -> float:
-    return float((_part(comp, delta).double() * _part(comp, grad).double()).sum())
+    return float((part(comp, delta).double() * part(comp, grad).double()).sum())
 
 
 def _activation(
@@ -250,62 +244,15 @@ def _activation(
     return scores
 
 
-@dataclass(frozen=True)
-class _Job:
-    site: Site
-    delta: torch.Tensor
-    comps: tuple[int, ...]
-
-
-def _ig(
-    run: _Runner,
-    corrupted: _Batch,
-    comps: Sequence[Component],
-    deltas: Mapping[Site, torch.Tensor],
-    jobs: Sequence[_Job],
-    nodes: Sequence[float],
-    weights: Sequence[float],
-    copies: int,
-) -> tuple[list[float], list[float], list[float]]:
-    """Component scores, and per path the integral of its whole shift and that integral's absolute size."""
-    n = corrupted.n
-    groups = [(ji, k) for ji in range(len(jobs)) for k in range(len(nodes))]
-    totals: list[torch.Tensor | None] = [None] * len(jobs)
-    for start in range(0, len(groups), copies):
-        chunk = groups[start : start + copies]
-        shifts: dict[Site, torch.Tensor] = {}
-        for j, (ji, k) in enumerate(chunk):
-            job = jobs[ji]
-            if job.site not in shifts:
-                shifts[job.site] = job.delta.new_zeros((len(chunk) * n, *job.delta.shape[1:]))
-            shifts[job.site][j * n : (j + 1) * n] = nodes[k] * job.delta
-        w = torch.tensor([weights[k] for _, k in chunk], dtype=torch.float64)
-        grads, _ = run.gradients(corrupted, len(chunk), shifts, list(shifts), w)
-        for j, (ji, _) in enumerate(chunk):
-            g = grads[jobs[ji].site][j * n : (j + 1) * n]
-            prev = totals[ji]
-            totals[ji] = g if prev is None else prev + g
-    scores = [0.0] * len(comps)
-    for job, total in zip(jobs, totals):
-        assert total is not None
-        for i in job.comps:
-            scores[i] = _score(comps[i], deltas[job.site], total)
-    # Completeness of each path: its whole integral against the metric change it integrates.
-    sums = [float((job.delta.double() * t.double()).sum()) for job, t in zip(jobs, totals) if t is not None]
-    magnitudes = [float((job.delta.double() * t.double()).abs().sum()) for job, t in zip(jobs, totals) if t is not None]
-    return scores, sums, magnitudes
-
-
 def _integration(
     integration: Integration | None, steps: int | None, rule: str | None, tol: float | None
 ) -> Integration:
-    """IG patching's one configuration: a fixed rule (``defaults.PATCHING``) judged at ``tol``."""
+    """IG patching's one configuration: a fixed rule (``defaults.PATCHING``), or error control with ``tol``."""
     config = Integration.from_kwargs(integration, default=PATCHING, steps=steps, rule=rule, tol=tol)
-    unused = {f: v for f, v in config.as_params().items() if f not in ("steps", "rule", "tol")}
-    if any(getattr(PATCHING, f) != v for f, v in unused.items()) or config.rule == EXACT:
+    if config.batch_size is not None or config.memory_budget is not None or config.rule == EXACT:
         raise InputError(
             "integration",
-            f"IG patching uses steps, rule (not 'exact') and tol only; got {config} "
+            f"IG patching uses steps, rule (not 'exact'), tol, max_steps and atol; got {config} "
             "(batch_size= of patching counts sequences per pass)",
         )
     return config
@@ -336,10 +283,11 @@ def patching(
     ``metric`` maps the N pairs' logits to a scalar. ``components`` takes kinds (``"mlp"``),
     layers (``"mlp.3"``) or single components (``"mlp.3.7"``, ``"head.2.5"``). ``steps`` and
     ``rule`` set the IG quadrature (default ``defaults.PATCHING``: 16 Gauss-Legendre points), as
-    shorthand for ``integration`` (an ``integrand.integration.Integration``; not both). IG patching
-    always uses a fixed rule: ``Integration(tol=t)`` (or ``tol=t``) judges the default points at ``t``;
-    its ``max_steps``, ``atol``, ``batch_size`` and ``memory_budget`` do not apply (``batch_size=``
-    below counts sequences). ``rules`` the LRP rules of ``relp`` (defaults: :class:`LRPRules`).
+    shorthand for ``integration`` (an ``integrand.integration.Integration``; not both); ``tol=t``
+    (or ``Integration(tol=t)``) integrates every path to relative error ``t`` instead, through the
+    package's one integrator, up to ``max_steps`` points per path. Its ``batch_size`` and
+    ``memory_budget`` do not apply (``batch_size=`` below counts sequences). ``rules``: the LRP rules
+    of ``relp`` (defaults: :class:`LRPRules`).
     ``align`` pairs clean with corrupted positions when the runs differ in length; ``batch_size``
     caps the sequences per forward pass.
 
@@ -362,7 +310,6 @@ def patching(
         raise InputError("integration", "only method='ig' integrates")
     config = _integration(integration, steps if method == "ig" else None, rule if method == "ig" else None, tol)
     tol = config.tol
-    quad = make_rule(config.rule, config.steps or PATCHING.steps or 1) if method == "ig" else None
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError("batch_size", f"expected an integer >= 1, got {batch_size!r}")
     if not isinstance(model, torch.nn.Module):
@@ -403,25 +350,27 @@ def patching(
         if method == "relp":
             params["rules"] = asdict(lrp)
     else:
-        assert quad is not None
         corr_acts, m_corr = run.capture(rb, sites)
         deltas = {s: _delta(clean_acts[s], corr_acts[s], pairs) for s in sites}
         if ig_path == "site":
-            jobs = [_Job(s, deltas[s], tuple(i for i, c in enumerate(comps) if c.site == s)) for s in sites]
+            jobs = [Job(s, deltas[s], tuple(i for i, c in enumerate(comps) if c.site == s)) for s in sites]
         else:
             jobs = []
             for i, c in enumerate(comps):
                 mask = torch.zeros_like(deltas[c.site])
-                _part(c, mask).copy_(_part(c, deltas[c.site]))
-                jobs.append(_Job(c.site, mask, (i,)))
-        scores, sums, magnitudes = _ig(run, rb, comps, deltas, jobs, quad.nodes, quad.weights, copies)
+                part(c, mask).copy_(part(c, deltas[c.site]))
+                jobs.append(Job(c.site, mask, (i,)))
         ends = endpoints(run, rb, jobs, copies)
+        total = torch.tensor([e - m_corr for e in ends], dtype=torch.float64)
+        integrals = integrate_jobs(run, rb, jobs, config, total, copies)
+        scores = component_scores(comps, jobs, integrals)
         labels = [comps[j.comps[0]].name if ig_path == "component" else f"{j.site[0]}.{j.site[1]}" for j in jobs]
-        rel_error, converged, bad = judge(jobs, labels, sums, magnitudes, ends, m_corr, len(comps), tol)
+        rel_error, converged, bad = judge(jobs, labels, integrals, ends, m_corr, len(comps), tol, config.atol)
         warn_unconverged(f"ig patching: the paths of {ig_path}s", bad, tol, stacklevel=3)
         params.update(
-            steps=quad.steps,
-            rule=quad.name,
+            steps=config.steps if config.steps is not None else max(integrals.steps),
+            path_steps=integrals.steps,
+            rule=integrals.rule,
             ig_path=ig_path,
             converged_tol=DEFAULT_TOL if tol is None else tol,
             integration=config.as_params(),
