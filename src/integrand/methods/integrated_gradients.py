@@ -78,7 +78,7 @@ def integrate_path(
     else:
         measured = probe(model, inputs, forward_kwargs)
     resolved: Target = resolve_target(target, measured.output)
-    chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point, inputs.device)
+    chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point, inputs.device, measured.saved_tensors)
     engine = Engine(model, inputs, resolved, forward_kwargs, chunk)
     example = torch.arange(inputs.batch, device=inputs.device)
     if output_at_input is None:
@@ -268,12 +268,8 @@ def integrated_gradients(
     if not isinstance(multiply_by_inputs, bool):
         raise InputError("multiply_by_inputs", f"expected True or False, got {multiply_by_inputs!r}")
     if layer is not None:
-        from .layer_ig import (
-            joint_layer_integrated_gradients,
-            layer_integrated_gradients,
-            layer_specs,
-            neuron_integrated_gradients,
-        )
+        from .layer_ig import joint_layer_integrated_gradients, layer_integrated_gradients, layer_specs
+        from .neuron_ig import neuron_integrated_gradients
 
         specs = layer_specs(model, layer, layer_side, layer_output_index)
         if len(specs) > 1 or layer_output_index == ALL or isinstance(layer, (list, tuple)):
