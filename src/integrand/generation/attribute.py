@@ -114,7 +114,8 @@ def integrate_batch(
     n_rows = inputs.shape[0]
     all_rows = torch.arange(n_rows, device=inputs.device)
     probe_scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk=n_rows)
-    chunk = chunk_size(config.batch_size, config.memory_budget, bytes_per_point(probe_scorer, inputs), inputs.device)
+    per_point, saved = bytes_per_point(probe_scorer, inputs)
+    chunk = chunk_size(config.batch_size, config.memory_budget, per_point, inputs.device, saved)
     scorer = Scorer(runner, batch, score_fn, contrast_ids, contrast_logprobs, chunk)
     direction = diff if method == "integrated_gradients" else inputs
     scorer, mode = select_scorer(request.gradient_mode, method, scorer, direction, inputs)
@@ -269,10 +270,11 @@ def make_result(
     return result
 
 
-def bytes_per_point(scorer: Scorer, inputs: torch.Tensor) -> int:
-    """Autograd bytes of one point's forward pass plus its gradient buffers (measured on row 0)."""
+def bytes_per_point(scorer: Scorer, inputs: torch.Tensor) -> tuple[int, int]:
+    """Autograd bytes of one point's forward pass plus its gradient buffers, and the tensors autograd
+    saves in that pass (measured on row 0)."""
     leaf = inputs[:1].detach().requires_grad_(True)
     rows = torch.zeros(1, dtype=torch.long, device=inputs.device)
-    _, saved = autograd_bytes(scorer.runner.model, lambda: scorer.runner.logits(scorer.batch, rows, leaf))
+    _, saved, count = autograd_bytes(scorer.runner.model, lambda: scorer.runner.logits(scorer.batch, rows, leaf))
     scorer.runner.forwards -= 1
-    return max(1, 2 * saved + 4 * leaf.numel() * leaf.element_size())
+    return max(1, 2 * saved + 4 * leaf.numel() * leaf.element_size()), max(1, count)

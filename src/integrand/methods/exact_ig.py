@@ -64,7 +64,7 @@ def exact_integrated_gradients(
     reason = None if declared else nonlinear_target(resolved)
     if reason is not None:
         return refuse(reason)
-    chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point, inputs.device)
+    chunk = chunk_size(batch_size, memory_budget, measured.bytes_per_point, inputs.device, measured.saved_tensors)
     engine = Engine(model, inputs, resolved, forward_kwargs, chunk)
     example = torch.arange(inputs.batch, device=inputs.device)
     score_input = engine.scores(inputs.tensors, example)

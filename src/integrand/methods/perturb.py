@@ -120,16 +120,16 @@ class Scorer:
         self.inputs = inputs
         if batch_size is None:
             measured = probe(model, inputs, forward_kwargs)
-            output, per_point = measured.output, measured.bytes_per_point
+            output, per_point, saved = measured.output, measured.bytes_per_point, measured.saved_tensors
         else:
             # The chunk is given: a plain forward suffices (probing autograd memory costs a backward-ready pass).
             check_call(model, inputs, forward_kwargs)
             example = torch.arange(inputs.batch, device=inputs.device)
             with torch.no_grad():
                 output = call_model(model, inputs, inputs.tensors, gather_kwargs(forward_kwargs, inputs.batch, example))
-            per_point = 1
+            per_point = saved = 1
         self.target: Target = resolve_target(target, output)
-        self.chunk = chunk_size(batch_size, memory_budget, per_point, inputs.device)
+        self.chunk = chunk_size(batch_size, memory_budget, per_point, inputs.device, saved)
         self.engine = Engine(model, inputs, self.target, forward_kwargs, self.chunk)
         self.evaluations = 0
 
