@@ -31,6 +31,7 @@ from torch.nn.modules.utils import _pair
 
 from .errors import ModelError
 from .inputs import InputSet, call_model, gather_kwargs
+from .paths import line
 from .progress import bar
 from .targets import Target, select
 
@@ -219,10 +220,8 @@ def exact_paths(
         while active.numel():
             for rows in torch.split(active, chunk):
                 a = alpha[rows]
-                shape = (-1,) + (1,) * (inputs.tensors[inputs.names[0]].dim() - 1)
                 leaves = {
-                    n: (baselines[n][rows] + a.view(shape).to(inputs.dtype) * diff[n][rows]).requires_grad_(True)
-                    for n in inputs.names
+                    n: line(baselines[n][rows], inputs.tensors[n][rows], a).requires_grad_(True) for n in inputs.names
                 }
                 kinks.reset(rows.shape[0], device)
                 kwargs = gather_kwargs(forward_kwargs, batch, rows)
