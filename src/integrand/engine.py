@@ -1,6 +1,7 @@
-"""The single weighted-gradient loop every gradient method runs on.
+"""Scores and input gradients of a model at blocks of points, and how many points go in a block.
 
-``Engine.gradients`` evaluates the target score and its gradient w.r.t. the inputs at a block
+Every gradient method on model inputs evaluates through ``Engine`` (the integrator and
+``paths.accumulate`` do the weighting). ``Engine.gradients`` evaluates the target score and its gradient w.r.t. the inputs at a block
 of points, one chunk of ``chunk`` points per forward/backward. ``Engine.along`` presents the
 straight-line paths in the evaluation protocol of ``integrate`` (points in, contributions and
 scores out), which reduces each chunk as it arrives, so gradients for all points never need
