@@ -9,28 +9,26 @@ their attribution; a text scores the same alone or in a batch.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from pathlib import Path
-from typing import Any, Sequence, Union, overload
+from typing import Any, Sequence, overload
 
 import torch
 from torch import nn
 
 from ..circuits.lrp import warn_unconserved
 from ..convergence import warn_unconverged
-from ..defaults import ARRAY_API, canonical_baseline
+from ..defaults import ARRAY_API
 from ..errors import ConvergenceWarning, InputError, MissingExtraError, ModelError, caller_stacklevel
 from ..integration import Integration
 from ..progress import bar as progress_bar
 from .batching import length_groups, pad_batch
+from .labels import BaselineToken, LabelSpec, baseline_token_id, label_names, target_index
 from .modelinfo import LabelScore, find_embedding, is_hf_model, model_labels, vocab_rows
 from .result import TokenAttribution
+from .rows import RowMeta, token_rows
 from .tokenizers import Encoding, TextTokenizer, as_text_tokenizer, check_text
 
-BaselineToken = Union[str, int]
-LabelSpec = Union[int, str, None]
-BASELINES = ("pad", "mask", "unk", "zeros")  # "zero" is accepted for "zeros" (integrand.defaults)
 SCORES = ("logit", "probability", "log-probability")
 METHODS = {"ig": "integrated_gradients", "integrated_gradients": "integrated_gradients", "lrp": "lrp"}
 BUILTIN_MODELS = ("toxicity", "minilm-sentiment")
@@ -180,52 +178,6 @@ class TextExplainer:
 
     # ---------------------------------------------------------------- targets and baselines
 
-    def _label_names(self, count: int) -> tuple[str, ...]:
-        if self.labels is None:
-            return tuple(f"LABEL_{i}" for i in range(count))
-        if len(self.labels) != count:
-            names = list(self.labels)
-            raise ModelError("model", f"the model has {count} outputs but {len(names)} labels: {names}")
-        return self.labels
-
-    def _target_index(self, spec: LabelSpec, labels: tuple[str, ...], predicted: int) -> int:
-        if spec is None:
-            return predicted
-        if isinstance(spec, bool):
-            raise InputError("target", "expected a label name, a label index or None, got a bool")
-        if isinstance(spec, int):
-            if not 0 <= spec < len(labels):
-                raise InputError("target", f"label index {spec} out of range for {len(labels)} labels {list(labels)}")
-            return spec
-        if isinstance(spec, str):
-            if spec in labels:
-                return labels.index(spec)
-            close = difflib.get_close_matches(spec, labels, n=3, cutoff=0.5)
-            hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-            raise InputError("target", f"unknown label {spec!r}; the model's labels are {list(labels)}{hint}")
-        raise InputError("target", f"expected a label name, a label index or None, got {type(spec).__name__}")
-
-    def _baseline_id(self, baseline: BaselineToken) -> int | None:
-        """The token id replacing content tokens in the baseline (None: zero embedding)."""
-        if isinstance(baseline, bool):
-            raise InputError("baseline", "expected a baseline name or a token id, got a bool")
-        if isinstance(baseline, int):
-            limit = self.vocab_rows if self.vocab_rows is not None else self.tokenizer.vocab_size
-            if not 0 <= baseline < limit:
-                raise InputError("baseline", f"token id {baseline} is outside the vocabulary (0..{limit - 1})")
-            return baseline
-        baseline = canonical_baseline(baseline, BASELINES)
-        if baseline == "zeros":
-            return None
-        if baseline == "pad":
-            return self.tokenizer.pad_id
-        if baseline in ("mask", "unk"):
-            found = self.tokenizer.mask_id if baseline == "mask" else self.tokenizer.unk_id
-            if found is None:
-                raise InputError("baseline", f"the tokenizer has no {baseline} token; use 'pad', 'zero' or a token id")
-            return found
-        raise InputError("baseline", f"unknown baseline {baseline!r}; expected one of {list(BASELINES)} or a token id")
-
     # ---------------------------------------------------------------- attribution
 
     @overload
@@ -339,7 +291,7 @@ class TextExplainer:
             targets: list[LabelSpec] = list(target)
         else:
             targets = [target] * len(batch)  # type: ignore[list-item]
-        base_id = self._baseline_id(baseline)
+        base_id = baseline_token_id(self.tokenizer, baseline, self.vocab_rows)
         encodings = self.encode(batch)
         results: list[TokenAttribution | None] = [None] * len(batch)
         groups = length_groups(encodings, self.attention_mask, text_batch)
@@ -388,9 +340,9 @@ class TextExplainer:
 
         ids, mask, padding, special = pad_batch(self.tokenizer, self._device(), encodings)
         logits = self._logits(ids, mask)
-        labels = self._label_names(logits.shape[1])
+        labels = label_names(self.labels, logits.shape[1])
         predicted = logits.argmax(dim=1).tolist()
-        index = torch.tensor([self._target_index(t, labels, p) for t, p in zip(targets, predicted)], device=ids.device)
+        index = torch.tensor([target_index(t, labels, p) for t, p in zip(targets, predicted)], device=ids.device)
         fixed = padding | special if keep_special else padding
         kwargs = self._forward_kwargs(mask)
         layer_baseline: dict[str, Any] = {}
@@ -439,42 +391,10 @@ class TextExplainer:
             baseline_name = "none"
             params = {k: attribution.params[k] for k in ("rules", "converged_tol")}
             params["embedding"] = self.embedding_name
-        out = []
-        for b, (text, enc) in enumerate(zip(texts, encodings)):
-            keep = (~padding[b]).cpu()
-            row_scores = token_scores[b][keep]
-            word_ids = tuple(w for w, p in zip(enc.word_ids, enc.padding) if not p)
-            word_scores = torch.zeros(len(enc.words), dtype=row_scores.dtype)
-            for pos, w in enumerate(word_ids):
-                if w is not None:
-                    word_scores[w] += row_scores[pos]
-            out.append(
-                TokenAttribution(
-                    text=text,
-                    tokens=tuple(t for t, p in zip(enc.tokens, enc.padding) if not p),
-                    token_ids=ids[b][keep.to(ids.device)].cpu(),
-                    scores=row_scores,
-                    special=special[b][keep.to(ids.device)].cpu(),
-                    word_ids=word_ids,
-                    words=enc.words,
-                    word_scores=word_scores,
-                    labels=labels,
-                    probabilities=probs[b],
-                    multi_label=self.multi_label,
-                    target=labels[int(index[b])],
-                    score=score,
-                    score_input=float(attribution.score_input[b]),
-                    score_baseline=float(attribution.score_baseline[b]),
-                    delta=float(attribution.delta[b]),
-                    steps=int(attribution.steps[b]),
-                    converged=bool(attribution.converged[b]),
-                    truncated=enc.truncated,
-                    method=method,
-                    baseline=baseline_name,
-                    params={**params, "lrp_conservation": shares[b]} if shares else params,
-                )
-            )
-        return out
+        return token_rows(
+            texts, encodings, ids, padding, special, token_scores, attribution, labels, probs, index,
+            RowMeta(self.multi_label, score, method, baseline_name, params, shares),
+        )  # fmt: skip
 
     def _activation(self, ids: torch.Tensor, kwargs: dict[str, torch.Tensor]) -> torch.Tensor:
         """The embedding layer's output at ``ids`` (for the zero-embedding baseline)."""
