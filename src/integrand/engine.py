@@ -1,18 +1,20 @@
 """Scores and input gradients of a model at blocks of points, and how many points go in a block.
 
-Every gradient method on model inputs evaluates through ``Engine`` (the integrator and
-``paths.accumulate`` do the weighting). ``Engine.gradients`` evaluates the target score and its gradient w.r.t. the inputs at a block
-of points, one chunk of ``chunk`` points per forward/backward. ``Engine.along`` presents the
+Every gradient method on model inputs evaluates through ``Engine``; the integrator and
+``paths.accumulate`` do the weighting, and ``column_gradients`` is the one reverse-mode loop that
+every evaluator (this one, generation's ``Scorer``, the circuits runner) runs its backward passes
+through. ``Engine.gradients`` evaluates the target score and its gradient w.r.t. the inputs at a
+block of points, one chunk of ``chunk`` points per forward/backward. ``Engine.along`` presents the
 straight-line paths in the evaluation protocol of ``integrate`` (points in, contributions and
-scores out), which reduces each chunk as it arrives, so gradients for all points never need
-to live in memory at once.
+scores out), which reduces each chunk as it arrives, so gradients for all points never need to
+live in memory at once.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import torch
 
@@ -141,6 +143,32 @@ def chunk_size(
     return fits
 
 
+def column_gradients(
+    columns: Sequence[torch.Tensor],
+    leaves: Sequence[torch.Tensor],
+    *,
+    argument: str,
+    problem: str,
+    need_some: bool = False,
+) -> list[list[torch.Tensor]]:
+    """Per score column, the gradient of its sum w.r.t. each leaf: the one reverse-mode loop.
+
+    Every gradient evaluator runs its backward passes here (input-space ``Engine``, generation's
+    per-target ``Scorer``, the circuits runner's activation sites). Columns share one graph, kept
+    until the last backward; an unused leaf gets zeros. A column without a gradient path (or, with
+    ``need_some``, whose gradients are all unused) is a ModelError naming ``argument``: ``problem``.
+    """
+    out = []
+    for i, column in enumerate(columns):
+        if not column.requires_grad:
+            raise ModelError(argument, problem)
+        grads = torch.autograd.grad(column.sum(), list(leaves), retain_graph=i < len(columns) - 1, allow_unused=True)
+        if need_some and all(g is None for g in grads):
+            raise ModelError(argument, problem)
+        out.append([torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, grads)])
+    return out
+
+
 @dataclass(frozen=True)
 class GradientBlock:
     """Scores and input gradients at a chunk of points; ``example`` maps each point to its example."""
@@ -185,17 +213,12 @@ class Engine:
         with torch.enable_grad():
             output = self._forward(leaves, example)
             scores = self._score(output, example)
-            if not scores.requires_grad:
-                raise ModelError("model", "the target score does not depend on the inputs (no gradient path)")
-            grads = torch.autograd.grad(scores.sum(), list(leaves.values()), allow_unused=True)
-        if all(g is None for g in grads):
-            raise ModelError("model", "the target score does not depend on the inputs (no gradient path)")
+            (grads,) = column_gradients(
+                [scores], list(leaves.values()), argument="model", need_some=True,
+                problem="the target score does not depend on the inputs (no gradient path)",
+            )  # fmt: skip
         self.evaluations += example.shape[0]
-        return GradientBlock(
-            example=example,
-            scores=scores.detach(),
-            grads={k: (torch.zeros_like(v) if g is None else g) for (k, v), g in zip(leaves.items(), grads)},
-        )
+        return GradientBlock(example=example, scores=scores.detach(), grads=dict(zip(leaves, grads)))
 
     def along(self, baselines: Mapping[str, torch.Tensor], diff: torch.Tensor | None) -> Evaluate:
         """The integrator's ``evaluate`` on the straight lines from ``baselines`` to the inputs (T = 1).

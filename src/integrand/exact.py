@@ -29,9 +29,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.utils import _pair
 
+from .engine import column_gradients
 from .errors import ModelError
 from .inputs import InputSet, call_model, gather_kwargs
-from .paths import line
+from .paths import accumulate, line
 from .progress import bar
 from .targets import Target, select
 
@@ -229,18 +230,15 @@ def exact_paths(
                     duals = {n: fwad.make_dual(leaves[n], diff[n][rows]) for n in inputs.names}  # type: ignore[no-untyped-call]
                     output = fwad.unpack_dual(call_model(model, inputs, duals, kwargs)).primal  # type: ignore[no-untyped-call]
                     scores = select(target, rows)(output)
-                    grads = torch.autograd.grad(scores.sum(), list(leaves.values()), allow_unused=True)
+                    (grads,) = column_gradients(
+                        [scores], list(leaves.values()), argument="model", need_some=True,
+                        problem="the target score does not depend on the inputs (no gradient path)",
+                    )  # fmt: skip
                 assert kinks.step is not None
                 end = torch.clamp(a + kinks.step, max=1.0)
                 end = torch.where(1.0 - end <= tie, torch.ones_like(end), end)
-                flat = torch.cat(
-                    [
-                        (torch.zeros_like(v) if g is None else g).reshape(v.shape[0], -1)
-                        for v, g in zip(leaves.values(), grads)
-                    ],
-                    dim=1,
-                )
-                averaged[rows] += (end - a)[:, None] * flat.double()
+                flat = torch.cat([g.reshape(g.shape[0], -1) for g in grads], dim=1)
+                accumulate(averaged, rows, flat, end - a)  # the gradient is constant on [a, end]
                 alpha[rows] = end
                 pieces[rows.cpu()] += 1
             done = alpha[active] >= 1.0

@@ -22,6 +22,7 @@ import torch
 
 from ..convergence import DEFAULT_TOL, warn_unconverged
 from ..defaults import PATCHING
+from ..engine import column_gradients
 from ..errors import InputError, ModelError
 from ..integration import EXACT, Integration
 from .components import (
@@ -175,12 +176,12 @@ class _Runner:
             values = self.values(batch, copies)
         _reached(sites, probes)
         total = (values * weights.to(device=values.device, dtype=values.dtype)).sum()
-        if not total.requires_grad:
-            raise ModelError("metric", "has no gradient with respect to the activations (detached, argmax or integer?)")
-        grads = torch.autograd.grad(total, [probes[s] for s in sites], allow_unused=True)
+        (grads,) = column_gradients(
+            [total], [probes[s] for s in sites], argument="metric",
+            problem="has no gradient with respect to the activations (detached, argmax or integer?)",
+        )  # fmt: skip
         self.backward += copies
-        out = {s: torch.zeros_like(probes[s]) if g is None else g for s, g in zip(sites, grads)}
-        return out, values.detach()
+        return dict(zip(sites, grads)), values.detach()
 
 
 def _reached(sites: Sequence[Site], seen: Mapping[Site, torch.Tensor]) -> None:

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..engine import column_gradients
 from ..errors import InputError, ModelError
 from .integrate import Reduce, Scorer
 
@@ -96,10 +97,10 @@ class ForwardScorer(Scorer):
             # unbind, not indexing: its backward stacks the columns' gradients once, while each
             # index's backward would fill a zero tensor of the full [P, T, V] size.
             scores = self._score(list(logits.unbind(dim=1)), rows, self.step_fn)
-            if not scores.requires_grad:
-                raise ModelError("model", "the target score does not depend on the input embeddings")
-            (grad,) = torch.autograd.grad(scores.sum(), z, allow_unused=True)
-        return scores.detach(), torch.zeros_like(z) if grad is None else grad
+            ((grad,),) = column_gradients(
+                [scores], [z], argument="model", problem="the target score does not depend on the input embeddings"
+            )
+        return scores.detach(), grad
 
     def _tangents(self, rows: torch.Tensor, src: torch.Tensor, length: int) -> torch.Tensor:
         """[G, P, L, H]: tangent ``g`` of point ``p`` is the direction at ``src[p, g]``, zero elsewhere."""

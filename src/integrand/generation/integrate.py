@@ -13,6 +13,7 @@ from typing import Callable
 
 import torch
 
+from ..engine import column_gradients
 from ..errors import InputError, ModelError
 from ..integrate import Evaluate
 from ..paths import line
@@ -87,12 +88,12 @@ class Scorer:
             # would also run (with zero gradients) through all the other targets' heads.
             cols = self._columns(self.runner.logits(self.batch, rows, leaf), rows, self.step_fn)
             live = [k for k in range(n_targets) if bool(self.batch.valid[rows, k].any())]
-            for i, k in enumerate(live):
-                if not cols[k].requires_grad:
-                    raise ModelError("model", "the target score does not depend on the input embeddings")
-                (grad,) = torch.autograd.grad(cols[k].sum(), leaf, retain_graph=i < len(live) - 1, allow_unused=True)
-                if grad is not None:
-                    contrib[:, k] = reduce(grad, rows)
+            grads = column_gradients(
+                [cols[k] for k in live], [leaf], argument="model",
+                problem="the target score does not depend on the input embeddings",
+            )  # fmt: skip
+            for k, (grad,) in zip(live, grads):
+                contrib[:, k] = reduce(grad, rows)
         return torch.stack([c.detach() for c in cols], dim=1), contrib
 
     def along(self, inputs: torch.Tensor, baselines: torch.Tensor, reduce: Reduce) -> Evaluate:
