@@ -142,6 +142,29 @@ def test_tol_uses_exact_when_declared_and_falls_back_with_a_reason() -> None:
     assert off.params["rule"] == BISECTION and "exact_fallback" not in off.params
 
 
+def test_tight_tol_switches_to_exact_on_detected_models_only() -> None:
+    from integrand.methods.integrated_gradients import EXACT_BELOW_TOL
+
+    torch.manual_seed(0)
+    model, x = relu_cnn(), torch.randn(4, 1, 6, 6, dtype=D)
+    tight = EXACT_BELOW_TOL / 2
+    auto = integrand.integrated_gradients(model, x, 2, tol=tight)
+    assert auto.params["rule"] == "exact" and auto.params["piecewise_linear"] == "detected"
+    assert bool(auto.converged.all()) and float(auto.relative_error.max()) <= 1e-12
+    assert torch.equal(auto.steps, torch.tensor(auto.params["pieces"]))
+    exact = integrand.integrated_gradients(model, x, 2, rule="exact")
+    torch.testing.assert_close(auto.values, exact.values, rtol=0, atol=0)
+    loose = integrand.integrated_gradients(model, x, 2, tol=EXACT_BELOW_TOL * 2)  # error control is faster there
+    assert loose.params["rule"] != "exact" and "exact_fallback" not in loose.params
+    off = integrand.integrated_gradients(model, x, 2, tol=tight, piecewise_linear=False)
+    assert off.params["rule"] != "exact" and "exact_fallback" not in off.params
+    torch.testing.assert_close(off.values, exact.values, rtol=0, atol=4 * tight * float(exact.score_input.abs().max()))
+    gelu = nn.Sequential(nn.Conv2d(1, 2, 3), nn.GELU(), nn.Flatten(), nn.Linear(32, 3)).to(D).eval()
+    smooth = integrand.integrated_gradients(gelu, x, 2, tol=tight)  # not piecewise linear: error control, and why
+    assert smooth.params["rule"] != "exact" and "GELU" in smooth.params["exact_fallback"]
+    assert bool(smooth.converged.all())
+
+
 def test_too_many_pieces_falls_back_under_tol_and_raises_under_exact() -> None:
     model, x = relu_cnn(), torch.randn(2, 1, 6, 6, dtype=D)
     res = integrand.integrated_gradients(model, x, 0, tol=1e-2, max_steps=5, piecewise_linear=True)
