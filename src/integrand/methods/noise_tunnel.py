@@ -15,6 +15,7 @@ import torch
 from ..checks import check_count, check_positive, generator, resolve_seed
 from ..errors import InputError
 from ..inputs import Inputs, InputSet
+from ..paths import accumulate
 from ..result import Attribution
 from ..targets import TargetSpec
 from .gradient_support import Points, Setup, evaluate, flat, prepare, result
@@ -75,8 +76,9 @@ def tunnel(setup: Setup, kind: str, base: str, samples: int, noise: NoiseSource)
         attr = flat(block.grads)
         if base == "input_x_gradient":
             attr = attr * flat(points.tensors)
-        total.index_add_(0, points.example, attr)
-        squares.index_add_(0, points.example, attr * attr)
+        ones = torch.ones(attr.shape[0], dtype=attr.dtype, device=attr.device)
+        accumulate(total, points.example, attr, ones)
+        accumulate(squares, points.example, attr * attr, ones)
     mean = total / samples
     if kind == "smoothgrad":
         return mean
