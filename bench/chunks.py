@@ -37,6 +37,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from peak_rss import extra_peak, reset_peak
+
 STEPS = 64
 
 
@@ -163,28 +165,18 @@ def runner(workload: str, impl: str, chunk: int | None) -> Callable[[], torch.Te
     return ours
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
-
-
 def measure_one(workload: str, impl: str, chunk: int | None, reps: int) -> dict[str, float]:
     """In a fresh process: one warm-up, then peak extra RSS and median wall/CPU time of ``reps`` calls."""
     run = runner(workload, impl, chunk)
     run()
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-        fh.write("5")
-    before = _status("VmRSS")
+    before = reset_peak()
     walls, cpus = [], []
     for _ in range(reps):
         wall, cpu = time.perf_counter(), time.process_time()
         run()
         walls.append(time.perf_counter() - wall)
         cpus.append(time.process_time() - cpu)
-    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "peak": _status("VmHWM") - before}
+    return {"wall": statistics.median(walls), "cpu": statistics.median(cpus), "peak": extra_peak(before)}
 
 
 def default_chunk(workload: str) -> int:

@@ -30,6 +30,8 @@ from typing import Any, Callable
 
 import torch
 
+from peak_rss import extra_peak, reset_peak
+
 LAYERS = {"embeddings": "bert.embeddings", "block 3": "bert.encoder.layer.3", "block 5": "bert.encoder.layer.5"}
 BATCH, LENGTH, STEPS, TARGET = 8, 128, 50, 1
 
@@ -77,22 +79,12 @@ def runner(impl: str, layer: str, chunk: int) -> Callable[[], torch.Tensor]:
     return ours
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(field)
-
-
 def peak_memory(impl: str, layer: str, chunk: int) -> int:
     """Run in a fresh process: extra peak RSS of one attribution, in bytes."""
     run = runner(impl, layer, chunk)
-    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
-        fh.write("5")
-    before = _status("VmRSS")
+    before = reset_peak()
     run()
-    return _status("VmHWM") - before
+    return extra_peak(before)
 
 
 def timed(run: Callable[[], Any]) -> tuple[float, float]:
