@@ -2,7 +2,7 @@
 
 Every path method reduces to gradients at points of a path, each dotted with what the point
 moves the input by: a displacement, or a quadrature weight times the path's derivative. The
-points come from one of four kinds of path; the sum is always :func:`accumulate`.
+points come from one of three kinds of path; the sum is always :func:`accumulate`.
 
 - straight: :func:`line`, at a quadrature rule's nodes (IG through ``integrand.integrate``, text,
   generation, IG patching), at equal steps (IDGI) or at random ``alpha`` from sampled references

@@ -50,16 +50,16 @@ def path_evaluate(run: Any, corrupted: Any, jobs: Sequence[Job]) -> Evaluate:
     zero = torch.zeros((), dtype=jobs[0].delta.dtype, device=jobs[0].delta.device)
 
     def evaluate(rows: torch.Tensor, alphas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        points = list(zip(rows.tolist(), alphas.tolist()))
+        points = rows.tolist()  # the job of each point
         shifts: dict[Site, torch.Tensor] = {}
-        for p, (j, _a) in enumerate(points):
+        for p, j in enumerate(points):
             job = jobs[j]
             if job.site not in shifts:
                 shifts[job.site] = job.delta.new_zeros((len(points) * n, *job.delta.shape[1:]))
             shifts[job.site][p * n : (p + 1) * n] = line(zero, job.delta, alphas[p : p + 1])
         grads, values = run.gradients(corrupted, len(points), shifts, list(shifts), torch.ones(len(points)))
         contrib = torch.zeros(len(points), 1, width, dtype=torch.float64, device=zero.device)
-        for p, (j, _a) in enumerate(points):
+        for p, j in enumerate(points):
             job = jobs[j]
             g = grads[job.site][p * n : (p + 1) * n]
             contrib[p, 0, : job.delta.numel()] = (g.double() * job.delta.double()).reshape(-1)

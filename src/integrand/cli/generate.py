@@ -58,11 +58,11 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     method = DEFAULT_METHOD if args.method is None else args.method
-    for flag, given in (("--steps", args.steps), ("--tol", args.tol)):
-        if method == "occlusion" and given is not None:
-            from ..errors import InputError
+    given = [flag for flag, value in (("--steps", args.steps), ("--tol", args.tol)) if value is not None]
+    if method == "occlusion" and given:
+        from ..errors import InputError
 
-            raise InputError(flag, "occlusion is exact (nothing to integrate); add --method integrated_gradients")
+        raise InputError(given[0], "occlusion is exact (nothing to integrate); add --method integrated_gradients")
     model: Any
     if args.model is None:
         from ..generation.smollm import load_smollm2

@@ -339,8 +339,8 @@ def integrated_gradients(
     # piecewise-linear nets: the exact sum runs when declared, or when detected and tol is below the
     # crossover (docs/methods.md, "Exact IG").
     tol = config.tol
-    auto = piecewise_linear is None and tol is not None and tol < EXACT_BELOW_TOL
-    if config.rule == EXACT or (tol is not None and multiply_by_inputs and (piecewise_linear is True or auto)):
+    exact_pays = piecewise_linear is True or (piecewise_linear is None and tol is not None and tol < EXACT_BELOW_TOL)
+    if config.rule == EXACT or (tol is not None and multiply_by_inputs and exact_pays):
         from ..exact import MAX_PIECES
         from .exact_ig import exact_integrated_gradients
 

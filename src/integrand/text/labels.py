@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import difflib
-from typing import Any, Union
+from typing import Union
 
 from ..defaults import canonical_baseline
 from ..errors import InputError, ModelError
+from .tokenizers import TextTokenizer
 
 BaselineToken = Union[str, int]
 LabelSpec = Union[int, str, None]
@@ -42,7 +43,7 @@ def target_index(spec: LabelSpec, labels: tuple[str, ...], predicted: int) -> in
     raise InputError("target", f"expected a label name, a label index or None, got {type(spec).__name__}")
 
 
-def baseline_token_id(tokenizer: Any, baseline: BaselineToken, vocab_rows: int | None) -> int | None:
+def baseline_token_id(tokenizer: TextTokenizer, baseline: BaselineToken, vocab_rows: int | None) -> int | None:
     """The token id replacing content tokens in the baseline (None: zero embedding)."""
     if isinstance(baseline, bool):
         raise InputError("baseline", "expected a baseline name or a token id, got a bool")
@@ -55,10 +56,10 @@ def baseline_token_id(tokenizer: Any, baseline: BaselineToken, vocab_rows: int |
     if baseline == "zeros":
         return None
     if baseline == "pad":
-        return tokenizer.pad_id  # type: ignore[no-any-return]
+        return tokenizer.pad_id
     if baseline in ("mask", "unk"):
         found = tokenizer.mask_id if baseline == "mask" else tokenizer.unk_id
         if found is None:
             raise InputError("baseline", f"the tokenizer has no {baseline} token; use 'pad', 'zero' or a token id")
-        return found  # type: ignore[no-any-return]
+        return found
     raise InputError("baseline", f"unknown baseline {baseline!r}; expected one of {list(BASELINES)} or a token id")
